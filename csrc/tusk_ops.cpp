@@ -1,0 +1,63 @@
+// The tusk operator library: every op's schema in one table, plus the Python module stub.
+//
+// Kernels register per dispatch key next to their sources:
+//   csrc/<op>/<op>_cpu.cpp   TORCH_LIBRARY_IMPL(tusk, CPU, m)
+//   csrc/<op>/<op>_cuda.cpp  TORCH_LIBRARY_IMPL(tusk, CUDA, m)  (built when CUDA is available)
+// Fake kernels and autograd formulas are registered from Python (tusk/ops/<op>.py), which is why
+// the library names tusk.ops as its Python module. The maths contract of each op is its
+// reference in tusk/ops/reference/.
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// Importing tusk._C loads this shared object, which runs the static registrations below.
+// No Python functions are bound: everything is reached through torch.ops.tusk.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(tusk, m) {
+  m.set_python_module("tusk.ops");
+
+  // 1. detect_keypoints: scores [B,H,W] -> xy [B,K,2], score [B,K], is_peak [B,K] bool,
+  //    index [B,K] int64 (flat pixel of each slot; saved for backward).
+  m.def("detect_keypoints(Tensor scores, int k, int nms_size, int window, float temperature)"
+        " -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("detect_keypoints_backward(Tensor grad_xy, Tensor grad_score, Tensor scores, Tensor xy,"
+        " Tensor index, int window, float temperature) -> Tensor");
+
+  // 2. sample_descriptors: features [B,C,H,W], xy [B,K,2] -> [B,K,C]. padding: zeros|border.
+  //    Backward returns (grad_features, grad_xy); a grad not asked for in output_mask is empty.
+  m.def("sample_descriptors(Tensor features, Tensor xy, str padding) -> Tensor");
+  m.def("sample_descriptors_backward(Tensor grad, Tensor features, Tensor xy, str padding,"
+        " bool[2] output_mask) -> (Tensor, Tensor)");
+
+  // 3a. splat_gaussians: xy [B,K,2], descriptors [B,K,C], weights [B,K] or None ->
+  //     [B,C,H,W] (reduce="sum") or [B,K,C,H,W] (reduce="none").
+  m.def("splat_gaussians(Tensor xy, Tensor descriptors, Tensor? weights, int height, int width,"
+        " float variance, int radius, bool normalize, str reduce) -> Tensor");
+  m.def("splat_gaussians_backward(Tensor grad, Tensor xy, Tensor descriptors, Tensor? weights,"
+        " int height, int width, float variance, int radius, bool normalize, str reduce,"
+        " bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+
+  // 3b. alpha_composite: rgb [B,K,C,H,W], alpha_logits [B,K,1,H,W] -> image [B,C,H,W],
+  //     alpha [B,K,1,H,W]. Backward recomputes the softmax.
+  m.def("alpha_composite(Tensor rgb, Tensor alpha_logits) -> (Tensor, Tensor)");
+  m.def("alpha_composite_backward(Tensor grad_image, Tensor grad_alpha, Tensor rgb,"
+        " Tensor alpha_logits, bool[2] output_mask) -> (Tensor, Tensor)");
+
+  // 4a. sliced_wasserstein: x [G,N,C], y [G,N,C], projections [C,P] -> distance [G],
+  //     plus per-point residuals r_x, r_y [G,N,P] (d distance / d projected point) for backward.
+  m.def("sliced_wasserstein(Tensor x, Tensor y, Tensor projections) -> (Tensor, Tensor, Tensor)");
+  m.def("sliced_wasserstein_backward(Tensor grad, Tensor x, Tensor y, Tensor projections,"
+        " Tensor x_residual, Tensor y_residual, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+
+  // 4b. gmm_prototype_samples: prototypes [M,C], features [N,C], noise [N,C] ->
+  //     samples [N,C] (unit norm), assignment [N] int64 (prototype of each sample).
+  m.def("gmm_prototype_samples(Tensor prototypes, Tensor features, Tensor noise, float smoothing)"
+        " -> (Tensor, Tensor)");
+  m.def("gmm_prototype_samples_backward(Tensor grad, Tensor prototypes, Tensor noise,"
+        " Tensor assignment) -> Tensor");
+}

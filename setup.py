@@ -1,0 +1,102 @@
+"""Build for tusk: the Python package plus the ``tusk._C`` extension.
+
+The C++ CPU kernels (``csrc/``) are always compiled. The CUDA kernels (``kernels/*.cu``) and
+their dispatcher glue (``csrc/**/*_cuda.cpp``) join the build automatically when the torch
+being built against has CUDA and ``nvcc`` is found; set ``TUSK_BUILD_CUDA=0`` to skip them or
+``TUSK_BUILD_CUDA=1`` to insist (the build then fails loudly if it cannot compile them).
+"""
+import glob
+import os
+import sys
+import sysconfig
+
+from setuptools import setup
+
+
+def _import_target_torch():
+    """Import the torch of the environment we are installing into.
+
+    pip's build isolation hides that environment's site-packages. The extension has to be
+    compiled against the very torch that will load it (the C++ ABI is not stable across
+    releases), so instead of letting the isolated environment download another copy we append
+    the target environment's library directories to ``sys.path`` and import torch from there.
+    """
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        paths = sysconfig.get_paths()
+        for key in ("purelib", "platlib"):
+            if paths[key] not in sys.path:
+                sys.path.append(paths[key])
+        try:
+            import torch  # noqa: F401
+        except ImportError as err:
+            raise SystemExit(
+                "tusk compiles its C++ extension against the installed torch, but torch is not "
+                "installed in this environment. Install torch first (e.g. "
+                "`pip install torch==2.13.0`), then `pip install .` again."
+            ) from err
+    import torch
+
+    return torch
+
+
+torch = _import_target_torch()
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _want_cuda() -> bool:
+    flag = os.environ.get("TUSK_BUILD_CUDA", "auto").lower()
+    if flag in ("0", "false", "no"):
+        return False
+    available = torch.version.cuda is not None and CUDA_HOME is not None
+    if flag in ("1", "true", "yes") and not available:
+        raise SystemExit("TUSK_BUILD_CUDA=1 but torch has no CUDA or nvcc was not found")
+    return available and bool(glob.glob(os.path.join(ROOT, "kernels", "*.cu")))
+
+
+def _rel(paths):
+    return sorted(os.path.relpath(p, ROOT) for p in paths)
+
+
+def extensions():
+    cpu_sources = _rel(
+        p for p in glob.glob(os.path.join(ROOT, "csrc", "**", "*.cpp"), recursive=True)
+        if not p.endswith("_cuda.cpp")
+    )
+    # -fopenmp matters: at::parallel_for is header-inlined `#pragma omp parallel`; without the
+    # flag the pragma is ignored and every kernel runs on one thread.
+    cxx = ["-O3", "-fopenmp", "-std=c++17", "-fdiagnostics-color=always"]
+    define_macros = [("Py_LIMITED_API", "0x030a0000")]
+    if not _want_cuda():
+        return [
+            CppExtension(
+                "tusk._C", cpu_sources, extra_compile_args={"cxx": cxx},
+                extra_link_args=["-fopenmp"], define_macros=define_macros, py_limited_api=True,
+            )
+        ]
+    cuda_sources = _rel(glob.glob(os.path.join(ROOT, "kernels", "*.cu")))
+    cuda_sources += _rel(glob.glob(os.path.join(ROOT, "csrc", "**", "*_cuda.cpp"), recursive=True))
+    nvcc = [
+        "-O3", "-std=c++17", "-lineinfo",
+        "-gencode=arch=compute_80,code=sm_80",
+        "-gencode=arch=compute_90,code=sm_90",
+        "-gencode=arch=compute_90,code=compute_90",
+    ]
+    return [
+        CUDAExtension(
+            "tusk._C", cpu_sources + cuda_sources,
+            include_dirs=[os.path.join(ROOT, "kernels")],
+            extra_compile_args={"cxx": cxx + ["-DTUSK_WITH_CUDA"], "nvcc": nvcc},
+            extra_link_args=["-fopenmp"], define_macros=define_macros, py_limited_api=True,
+        )
+    ]
+
+
+setup(
+    ext_modules=extensions(),
+    cmdclass={"build_ext": BuildExtension},
+    options={"bdist_wheel": {"py_limited_api": "cp310"}},
+)

@@ -1,0 +1,11 @@
+"""tusk: TUSK (Task-agnostic UnSupervised Keypoints) with fused keypoint ops for PyTorch.
+
+- :mod:`tusk.ops`: the fused ops (detection, descriptor sampling, Gaussian splatting, alpha
+  compositing, sliced Wasserstein, prototype GMM sampling), each with reference, C++, CUDA and
+  Triton backends.
+"""
+__version__ = "0.1.0"
+
+from . import ops  # noqa: E402  (registers the ops with torch.library)
+
+__all__ = ["ops", "__version__"]

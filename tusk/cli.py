@@ -1,0 +1,57 @@
+"""The ``tusk`` command line: ``tusk info`` (more subcommands register in ``COMMANDS``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+
+def _info(args: argparse.Namespace) -> int:
+    import tusk
+    from tusk.ops import describe
+
+    info = describe()
+    lines = [
+        f"tusk {tusk.__version__}",
+        f"torch {info['torch']} (CUDA {info['torch_cuda'] or 'none'}), {info['threads']} CPU threads",
+        f"triton {info['triton'] or 'not installed'}",
+        f"GPU: {info['cuda_device'] or 'none visible'}",
+        "backends:",
+        "  reference  built, usable (plain PyTorch)",
+        "  cpp        " + ("built, usable on CPU" if info["cpp"] else f"NOT BUILT: {info['cpp_error']}"),
+        "  cuda       " + ("built, usable" if info["cuda"] else "not available (needs a CUDA build of tusk._C and a GPU)"),
+        "  triton     " + (
+            "importable" + (", usable on CUDA" if info["usable_cuda"] and "triton" in info["usable_cuda"] else "")
+            + (", usable on CPU (TRITON_INTERPRET=1)" if "triton" in info["usable_cpu"] else "")
+            if info["triton_backend"] else f"not available: {info['triton_error']}"
+        ),
+        f"auto on CPU -> {info['auto_cpu']}",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("info", help="versions and which backends are built and usable")
+    parser.set_defaults(func=_info)
+
+
+#: Each entry adds one subcommand to the parser.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tusk", description="TUSK: task-agnostic unsupervised keypoints")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

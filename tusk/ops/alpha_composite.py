@@ -1,0 +1,48 @@
+"""Public op: alpha compositing of per-keypoint renderings."""
+from __future__ import annotations
+
+import torch
+
+from . import reference
+from ._backend import kernel_namespace, resolve_backend
+from ._checks import check_float, check_ndim, check_same, check_size
+
+
+def alpha_composite(
+    rgb: torch.Tensor, alpha_logits: torch.Tensor, *, backend: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend per-keypoint renderings with a softmax over keypoints.
+
+    ``alpha = softmax_k(alpha_logits)``, ``image = sum_k alpha_k * rgb_k``. The fused kernels
+    recompute the softmax in backward instead of saving it.
+
+    Args:
+        rgb: ``[B, K, C, H, W]`` per-keypoint renderings (e.g. decoder RGB outputs).
+        alpha_logits: ``[B, K, 1, H, W]`` per-keypoint alpha logits.
+        backend: ``auto|reference|cpp|cuda|triton`` (default: ``TUSK_BACKEND`` or ``auto``).
+
+    Returns:
+        ``(image [B, C, H, W], alpha [B, K, 1, H, W])``; the argmax of ``alpha`` over K is the
+        per-pixel object mask.
+
+    Example:
+        >>> image, alpha = alpha_composite(torch.ones(1, 2, 3, 4, 4), torch.zeros(1, 2, 1, 4, 4))
+        >>> float(image.mean()), float(alpha.mean())
+        (1.0, 0.5)
+    """
+    rgb = check_float("rgb", rgb)
+    alpha_logits = check_float("alpha_logits", alpha_logits)
+    check_ndim("rgb", rgb, 5, "[B, K, C, H, W]")
+    check_ndim("alpha_logits", alpha_logits, 5, "[B, K, 1, H, W]")
+    check_size("alpha_logits", alpha_logits, 2, 1, "[B, K, 1, H, W]")
+    expected = (rgb.shape[0], rgb.shape[1], 1, rgb.shape[3], rgb.shape[4])
+    if tuple(alpha_logits.shape) != expected:
+        raise ValueError(f"alpha_logits must have shape [B, K, 1, H, W] = {expected} to match rgb, got {tuple(alpha_logits.shape)}")
+    if rgb.shape[1] == 0:
+        raise ValueError(f"rgb must have at least one keypoint (K >= 1), got shape {tuple(rgb.shape)}")
+    check_same(("rgb", "alpha_logits"), (rgb, alpha_logits))
+    name = resolve_backend("alpha_composite", backend, rgb)
+    if name == "reference":
+        return reference.alpha_composite(rgb, alpha_logits)
+    image, alpha = kernel_namespace(name).alpha_composite(rgb.contiguous(), alpha_logits.contiguous())
+    return image, alpha

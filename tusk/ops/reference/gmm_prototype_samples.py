@@ -1,0 +1,60 @@
+"""Reference of TUSK's prototype GMM sampling (paper Sec. 3.3 and supplementary)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def prototype_counts(prototypes: torch.Tensor, features: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """How many of the N samples each prototype receives, ``[M]`` int64 summing to N.
+
+    1. Assign each feature to its nearest prototype (squared L2; ties to the lower index).
+    2. Spread of prototype m: mean squared deviation (over its features and channels) of the
+       features assigned to it, 1 for a prototype with none.
+    3. Smoothed share: ``count_m + N * (smoothing + var(spread))``, normalised (population
+       variance over prototypes). This keeps every prototype alive and gives more mass to empty
+       ones when spreads are uneven, as in the official code.
+    4. Integer counts by the largest-remainder method: ``floor(share * N)``, then one more sample
+       to each of the prototypes with the largest fractional parts (ties to the lower index).
+       (The official code gives the whole remainder to the last prototype.)
+
+    Computed in float64 so every backend allocates identically; no gradient.
+    """
+    with torch.no_grad():
+        n = features.shape[0]
+        feats, protos = features.double(), prototypes.double()
+        sq_dist = ((feats[:, None, :] - protos[None]) ** 2).sum(-1)  # [N, M]
+        nearest = sq_dist.argmin(dim=1)  # first minimum on ties
+        counts = F.one_hot(nearest, protos.shape[0]).sum(0).double()  # static shape (compiles)
+        deviation = ((feats - protos[nearest]) ** 2).mean(-1)  # [N]
+        spread = torch.zeros_like(counts).index_add_(0, nearest, deviation)
+        spread = torch.where(counts > 0, spread / counts.clamp(min=1), torch.ones_like(spread))
+        share = counts + n * (smoothing + spread.var(unbiased=False))
+        quota = share / share.sum() * n
+        base = torch.floor(quota)
+        remainder = n - base.sum()
+        order = torch.sort(quota - base, descending=True, stable=True).indices
+        rank = torch.argsort(order)  # position of each prototype in that order
+        return (base + (rank < remainder)).long()
+
+
+def gmm_prototype_samples(
+    prototypes: torch.Tensor, features: torch.Tensor, noise: torch.Tensor, *, smoothing: float = 0.01
+) -> torch.Tensor:
+    """N samples from the prototype GMM: prototype ``m`` repeated ``counts[m]`` times, plus noise,
+    L2-normalised.
+
+    Args:
+        prototypes: ``[M, C]``.
+        features: ``[N, C]`` descriptors the samples must match in number (no gradient).
+        noise: ``[N, C]`` additive Gaussian noise (already scaled by ``noise_std``).
+
+    Returns:
+        ``[N, C]`` unit-norm samples, grouped by prototype index; differentiable w.r.t.
+        ``prototypes``.
+    """
+    counts = prototype_counts(prototypes, features, smoothing)
+    # Sample i belongs to the prototype whose cumulative count first exceeds i.
+    positions = torch.arange(features.shape[0], device=prototypes.device)
+    index = torch.searchsorted(torch.cumsum(counts, 0), positions, right=True)
+    return F.normalize(prototypes[index] + noise, dim=-1)
