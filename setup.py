@@ -68,19 +68,19 @@ def extensions():
     )
     # -fopenmp matters: at::parallel_for is header-inlined `#pragma omp parallel`; without the
     # flag the pragma is ignored and every kernel runs on one thread.
-    cxx = ["-O3", "-fopenmp", "-std=c++17", "-fdiagnostics-color=always"]
-    define_macros = [("Py_LIMITED_API", "0x030a0000")]
+    cxx = ["-O3", "-fopenmp", "-fdiagnostics-color=always"]
+    include_dirs = [os.path.join(ROOT, "csrc"), os.path.join(ROOT, "kernels", "include")]
     if not _want_cuda():
         return [
             CppExtension(
-                "tusk._C", cpu_sources, extra_compile_args={"cxx": cxx},
-                extra_link_args=["-fopenmp"], define_macros=define_macros, py_limited_api=True,
+                "tusk._C", cpu_sources, include_dirs=include_dirs, extra_compile_args={"cxx": cxx},
+                extra_link_args=["-fopenmp"], py_limited_api=True,
             )
         ]
     cuda_sources = _rel(glob.glob(os.path.join(ROOT, "kernels", "*.cu")))
     cuda_sources += _rel(glob.glob(os.path.join(ROOT, "csrc", "**", "*_cuda.cpp"), recursive=True))
     nvcc = [
-        "-O3", "-std=c++17", "-lineinfo",
+        "-O3", "-lineinfo",
         "-gencode=arch=compute_80,code=sm_80",
         "-gencode=arch=compute_90,code=sm_90",
         "-gencode=arch=compute_90,code=compute_90",
@@ -88,9 +88,9 @@ def extensions():
     return [
         CUDAExtension(
             "tusk._C", cpu_sources + cuda_sources,
-            include_dirs=[os.path.join(ROOT, "kernels")],
+            include_dirs=include_dirs,
             extra_compile_args={"cxx": cxx + ["-DTUSK_WITH_CUDA"], "nvcc": nvcc},
-            extra_link_args=["-fopenmp"], define_macros=define_macros, py_limited_api=True,
+            extra_link_args=["-fopenmp"], py_limited_api=True,
         )
     ]
 

@@ -3,8 +3,8 @@
 // Kernels register per dispatch key next to their sources:
 //   csrc/<op>/<op>_cpu.cpp   TORCH_LIBRARY_IMPL(tusk, CPU, m)
 //   csrc/<op>/<op>_cuda.cpp  TORCH_LIBRARY_IMPL(tusk, CUDA, m)  (built when CUDA is available)
-// Fake kernels and autograd formulas are registered from Python (tusk/ops/<op>.py), which is why
-// the library names tusk.ops as its Python module. The maths contract of each op is its
+// Fake kernels and autograd formulas are registered from Python next to each public op
+// (tusk/ops/<op>.py), when tusk.ops imports this extension. The maths contract of each op is its
 // reference in tusk/ops/reference/.
 #include <Python.h>
 #include <torch/library.h>
@@ -19,8 +19,6 @@ PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(tusk, m) {
-  m.set_python_module("tusk.ops");
-
   // 1. detect_keypoints: scores [B,H,W] -> xy [B,K,2], score [B,K], is_peak [B,K] bool,
   //    index [B,K] int64 (flat pixel of each slot; saved for backward).
   m.def("detect_keypoints(Tensor scores, int k, int nms_size, int window, float temperature)"

@@ -107,6 +107,8 @@ void check_inputs(const at::Tensor& features, const at::Tensor& xy) {
               features.sizes());
 }
 
+}  // namespace
+
 at::Tensor sample_descriptors_cpu(const at::Tensor& features_in, const at::Tensor& xy_in,
                                   c10::string_view padding_name) {
   check_inputs(features_in, xy_in);
@@ -143,11 +145,9 @@ std::tuple<at::Tensor, at::Tensor> sample_descriptors_backward_cpu(
   return {grad_features, grad_xy};
 }
 
-}  // namespace
+}  // namespace tusk
 
 TORCH_LIBRARY_IMPL(tusk, CPU, m) {
-  m.impl("sample_descriptors", &sample_descriptors_cpu);
-  m.impl("sample_descriptors_backward", &sample_descriptors_backward_cpu);
+  m.impl("sample_descriptors", &tusk::sample_descriptors_cpu);
+  m.impl("sample_descriptors_backward", &tusk::sample_descriptors_backward_cpu);
 }
-
-}  // namespace tusk

@@ -8,6 +8,7 @@ Conventions: maps are ``[B, C, H, W]``; keypoints are ``(x, y)`` pixel coordinat
 centres at integers (x in [0, W-1], y in [0, H-1]); a fixed K per image plus a ``valid [B, K]``
 mask gives variable counts.
 """
+from . import _backend
 from ._backend import available_backends, describe
 from .alpha_composite import alpha_composite
 from .coords import from_normalized, to_normalized
@@ -30,3 +31,5 @@ __all__ = [
     "splat_gaussians",
     "to_normalized",
 ]
+
+_backend.probe_triton()

@@ -14,7 +14,6 @@ Backends:
 """
 from __future__ import annotations
 
-import functools
 import importlib
 import os
 
@@ -33,9 +32,8 @@ _BUILD_HINT = (
 )
 
 
-@functools.lru_cache(maxsize=None)
-def _load_extension() -> tuple[bool, str]:
-    """Import ``tusk._C`` once; returns (loaded, reason-if-not)."""
+def _probe_extension() -> tuple[bool, str]:
+    """Import ``tusk._C``; returns (loaded, reason-if-not)."""
     try:
         importlib.import_module("tusk._C")
     except ImportError as err:  # not built, or built against another torch
@@ -43,25 +41,50 @@ def _load_extension() -> tuple[bool, str]:
     return True, ""
 
 
-def cpp_available() -> bool:
-    """True when the C++ extension (CPU kernels) is built and loads."""
-    return _load_extension()[0]
-
-
-def cuda_available() -> bool:
-    """True when the extension was built with its CUDA kernels and a GPU is visible."""
-    if not cpp_available() or not torch.cuda.is_available():
-        return False
-    return bool(torch._C._dispatch_has_kernel_for_dispatch_key("tusk::sample_descriptors", "CUDA"))
-
-
-@functools.lru_cache(maxsize=None)
-def _triton_status() -> tuple[bool, str]:
+def _probe_triton() -> tuple[bool, str]:
     try:
         importlib.import_module("tusk.ops.triton")
     except ImportError as err:
         return False, f"the Triton kernels could not be imported ({err})"
     return True, ""
+
+
+# Probed once at import (tusk.ops.__init__ probes Triton after the ops exist) and then only
+# read, so that torch.compile can trace backend selection without tracing an import.
+_EXTENSION: tuple[bool, str] = _probe_extension()
+_TRITON: tuple[bool, str] = (False, "not probed yet")
+
+
+def probe_triton() -> None:
+    global _TRITON
+    _TRITON = _probe_triton()
+
+
+def _load_extension() -> tuple[bool, str]:
+    return _EXTENSION
+
+
+def _triton_status() -> tuple[bool, str]:
+    return _TRITON
+
+
+def cpp_available() -> bool:
+    """True when the C++ extension (CPU kernels) is built and loads."""
+    return _EXTENSION[0]
+
+
+def _probe_cuda() -> bool:
+    if not _EXTENSION[0] or not torch.cuda.is_available():
+        return False
+    return bool(torch._C._dispatch_has_kernel_for_dispatch_key("tusk::sample_descriptors", "CUDA"))
+
+
+_CUDA: bool = _probe_cuda()
+
+
+def cuda_available() -> bool:
+    """True when the extension was built with its CUDA kernels and a GPU is visible."""
+    return _CUDA
 
 
 def triton_available(device: torch.device | None = None) -> bool:
@@ -182,6 +205,5 @@ def kernel_namespace(name: str):
     device); ``triton`` ops live in ``torch.ops.tusk_triton`` with the same schemas.
     """
     if name == "triton":
-        importlib.import_module("tusk.ops.triton")
         return torch.ops.tusk_triton
     return torch.ops.tusk
