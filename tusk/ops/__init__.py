@@ -9,7 +9,7 @@ centres at integers (x in [0, W-1], y in [0, H-1]); a fixed K per image plus a `
 mask gives variable counts.
 """
 from . import _backend
-from ._backend import available_backends, describe
+from ._backend import available_backends, describe, use_backend
 from .alpha_composite import alpha_composite
 from .coords import from_normalized, to_normalized
 from .detect_keypoints import Detections, detect_keypoints
@@ -30,6 +30,7 @@ __all__ = [
     "sliced_wasserstein",
     "splat_gaussians",
     "to_normalized",
+    "use_backend",
 ]
 
 _backend.probe_triton()

@@ -10,12 +10,16 @@ Backends:
 - ``auto`` (default): ``cpp`` on CPU; on CUDA the fastest compiled backend for the op (see
   :data:`AUTO_CUDA_PREFERENCE`), else ``reference``.
 
-``TUSK_BACKEND`` is read when an op is called (under ``torch.compile``: when it is traced).
+Precedence: ``backend=`` argument, then :func:`use_backend` (a context manager), then the
+``TUSK_BACKEND`` environment variable, read when an op is called (under ``torch.compile``: when
+it is traced).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+from collections.abc import Iterator
 
 import torch
 
@@ -109,6 +113,28 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
     return names
 
 
+_DEFAULT: list[str | None] = [None]  # set by use_backend(); None = TUSK_BACKEND or "auto"
+
+
+@contextlib.contextmanager
+def use_backend(name: str | None) -> Iterator[None]:
+    """Within the block, ops called without ``backend=`` use ``name`` (None restores the env).
+
+    Used e.g. by the trainer's op check to re-run a step on the reference backend::
+
+        with tusk.ops.use_backend("reference"):
+            loss = model(images)...
+    """
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    previous = _DEFAULT[0]
+    _DEFAULT[0] = name
+    try:
+        yield
+    finally:
+        _DEFAULT[0] = previous
+
+
 def resolve_backend(op: str, backend: str | None, like: torch.Tensor) -> str:
     """Name of the backend that runs ``op`` for inputs like ``like`` (its device and dtype).
 
@@ -117,7 +143,9 @@ def resolve_backend(op: str, backend: str | None, like: torch.Tensor) -> str:
     instructions) for a backend that is not built.
     """
     device = like.device
-    name = backend if backend is not None else os.environ.get("TUSK_BACKEND", "auto")
+    name = backend if backend is not None else _DEFAULT[0]
+    if name is None:
+        name = os.environ.get("TUSK_BACKEND", "auto")
     if not isinstance(name, str) or name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
     if name == "auto":

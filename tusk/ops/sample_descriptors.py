@@ -24,7 +24,10 @@ def sample_descriptors(
     Returns:
         ``[B, K, C]`` descriptors; gradients flow to ``features`` and ``xy``. Same values as
         ``grid_sample(features, to_normalized(xy, (H, W))[:, :, None], mode="bilinear",
-        padding_mode=padding, align_corners=True)[..., 0].transpose(1, 2)``.
+        padding_mode=padding, align_corners=True)[..., 0].transpose(1, 2)``, except on a
+        1-pixel axis, where grid_sample maps every coordinate onto the pixel and tusk keeps
+        measuring in pixels. At exact integer coordinates the gradient w.r.t. ``xy`` is the
+        right-hand derivative (see :mod:`tusk.ops.reference.sample_descriptors`).
 
     Example:
         >>> features = torch.arange(12.0).reshape(1, 1, 3, 4)

@@ -1,0 +1,55 @@
+"""Shared fixtures: the (device, backend) targets every op test runs on, dtypes, seeding.
+
+Targets are fixed, not discovered: a missing C++ build makes the ``cpp`` tests fail, never skip.
+GPU targets skip only when no CUDA GPU is visible.
+"""
+import os
+
+import pytest
+import torch
+
+HAS_GPU = torch.cuda.is_available()
+needs_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA GPU")
+
+CPU_TARGETS = [("cpu", "reference"), ("cpu", "cpp")]
+GPU_TARGETS = [("cuda", "reference"), ("cuda", "cuda"), ("cuda", "triton")]
+
+
+def _target_params(include_reference: bool):
+    keep = (lambda t: True) if include_reference else (lambda t: t[1] != "reference")
+    params = [pytest.param(t, id=f"{t[0]}-{t[1]}") for t in CPU_TARGETS if keep(t)]
+    params += [pytest.param(t, id=f"{t[0]}-{t[1]}", marks=needs_gpu) for t in GPU_TARGETS if keep(t)]
+    return params
+
+
+@pytest.fixture(params=_target_params(include_reference=True))
+def target(request):
+    """``(device, backend)``: every backend, the reference included."""
+    return request.param
+
+
+@pytest.fixture(params=_target_params(include_reference=False))
+def kernel_target(request):
+    """``(device, backend)`` of the compiled backends, for comparisons against the reference."""
+    return request.param
+
+
+@pytest.fixture(params=[torch.float32, torch.float64], ids=["f32", "f64"])
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+def pytest_report_header(config):
+    from tusk.ops import describe
+
+    info = describe()
+    return [
+        f"tusk backends: cpu={info['usable_cpu']} cuda={info['usable_cuda']} "
+        f"TUSK_BACKEND={os.environ.get('TUSK_BACKEND', 'auto')}",
+    ]
