@@ -129,3 +129,13 @@ def test_h36m_errors(h36m_root):
         H36M(h36m_root)
     with pytest.raises(FileNotFoundError, match="poses.npz"):
         H36M(h36m_root / "S1")
+
+
+def test_prepare_command_reports_split_sizes(h36m_root, celeba_root, capsys):
+    from tusk.data.cli import main
+
+    assert main(["prepare", "h36m", "--root", str(h36m_root)]) == 0
+    assert main(["prepare", "celeba", "--root", str(celeba_root)]) == 0
+    out = capsys.readouterr().out
+    assert "h36m train: 4 images" in out and "h36m test: 2 images" in out
+    assert "celeba mafl_train: 2 images" in out

@@ -57,7 +57,8 @@ def read_annotation_table(path: Path, columns: int) -> dict[str, np.ndarray]:
             if not parts:
                 continue
             if len(parts) != columns + 1:
-                raise DataFileError(path, f"line {number}: expected a name and {columns} numbers, got {len(parts)} fields")
+                raise DataFileError(
+                    path, f"line {number}: expected a name and {columns} numbers, got {len(parts)} fields")
             try:
                 table[parts[0]] = np.array([float(v) for v in parts[1:]], dtype=np.float32)
             except ValueError as exc:
