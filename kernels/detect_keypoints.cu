@@ -48,8 +48,9 @@ __global__ void nms_rowmax_kernel(const scalar_t* __restrict__ scores, acc_t<sca
 }
 
 // ---- 2. vertical max + keys + per-tile sort ----------------------------------------------------
+// Launched with up to 1024 threads (SortPlan::threads): the bound keeps registers <= 64.
 template <typename scalar_t>
-__global__ void tile_topk_kernel(const scalar_t* __restrict__ scores,
+__global__ void __launch_bounds__(1024) tile_topk_kernel(const scalar_t* __restrict__ scores,
                                  const acc_t<scalar_t>* __restrict__ rowmax, int64_t batch,
                                  int64_t height, int64_t width, int64_t radius, SortPlan plan,
                                  TopKey* __restrict__ candidates) {

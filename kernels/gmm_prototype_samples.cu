@@ -20,7 +20,7 @@
 #include "cuda_utils.cuh"
 #include "tusk/cuda/gmm_prototype_samples.h"
 #include "tusk/gmm.h"
-#include "tusk/sort_plan.h"
+#include "tusk/workspace.h"
 
 namespace tusk {
 namespace cuda {

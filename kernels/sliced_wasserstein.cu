@@ -60,8 +60,9 @@ __device__ void residuals_and_partial(const SortItem<acc_t<scalar_t>>* xs,
   if (threadIdx.x == 0) partial[g * count + p] = total;
 }
 
+// Launched with up to 512 threads; tile_sort_kernel with up to 1024 (SortPlan::threads).
 template <typename scalar_t>
-__global__ void block_sort_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y,
+__global__ void __launch_bounds__(1024) block_sort_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y,
                                   const scalar_t* __restrict__ theta, int64_t groups,
                                   int64_t points, int64_t channels, int64_t count, int64_t padded,
                                   scalar_t* __restrict__ x_residual,
@@ -93,7 +94,7 @@ __global__ void block_sort_kernel(const scalar_t* __restrict__ x, const scalar_t
 
 // Phase 1 of the large-N path: segment s = (g * count + p) * 2 + side.
 template <typename scalar_t>
-__global__ void tile_sort_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y,
+__global__ void __launch_bounds__(1024) tile_sort_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y,
                                  const scalar_t* __restrict__ theta, int64_t channels,
                                  int64_t count, SortPlan plan,
                                  SortItem<acc_t<scalar_t>>* __restrict__ lists) {

@@ -6,6 +6,7 @@
 #include "cuda_utils.cuh"
 #include "tusk/merge.h"
 #include "tusk/sort_plan.h"
+#include "tusk/workspace.h"
 
 namespace tusk {
 namespace cuda {

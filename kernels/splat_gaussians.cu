@@ -2,9 +2,11 @@
 // Contract: tusk/ops/reference/splat_gaussians.py; per-keypoint maths: tusk/gaussian.h.
 //
 // Forward, reduce="sum" ([B,C,H,W]), deterministic and atomic-free (a gather):
-//  1. prep: one thread per keypoint computes its clipped window and 1/Z (SplatKeypoint).
+//  1. prep: one thread per keypoint computes its clipped window and 1/Z (SplatKeypoint) and a
+//     compact copy of the window.
 //  2. tile: one block per 32x8 pixel tile (one warp per tile row, so every channel plane is
-//     written as 128-byte rows). The block scans the image's keypoints 256 at a time and appends
+//     written as 128-byte rows). The block scans the image's keypoint windows (16-byte int32
+//     boxes written by prep: 32 KiB per tile at K = 2048) 256 at a time and appends
 //     the ones whose window meets the tile to a shared-memory list, in keypoint order (warp
 //     ballots + a prefix over the 8 warps); then every thread accumulates its pixel's channels
 //     in registers, 8 channels per pass, and stores them. Each output element has exactly one
@@ -20,6 +22,7 @@
 #include "cuda_utils.cuh"
 #include "tusk/cuda/splat_gaussians.h"
 #include "tusk/gaussian.h"
+#include "tusk/workspace.h"
 
 namespace tusk {
 namespace cuda {
@@ -42,13 +45,29 @@ __device__ __forceinline__ SplatKeypoint<acc_t<scalar_t>> keypoint_at(
                              radius, normalize);
 }
 
+// Window of a keypoint as four int32 (x_lo, x_hi, y_lo, y_hi), 16 bytes: what the tile blocks
+// scan for every keypoint (int32 is enough: bounds are clipped to the image, or the empty (1, 0)).
+__device__ __forceinline__ int4 window_box(int64_t x_lo, int64_t x_hi, int64_t y_lo, int64_t y_hi) {
+  return make_int4(static_cast<int>(x_lo), static_cast<int>(x_hi), static_cast<int>(y_lo),
+                   static_cast<int>(y_hi));
+}
+
+__device__ __forceinline__ bool box_meets_tile(int4 box, int64_t x0, int64_t y0) {
+  return window_meets_tile(box.x, box.y, box.z, box.w, x0, y0, kTileW, kTileH);
+}
+
 template <typename scalar_t>
 __global__ void prep_kernel(const scalar_t* __restrict__ xy, const scalar_t* __restrict__ weights,
                             int64_t total, int64_t height, int64_t width,
                             acc_t<scalar_t> variance, int64_t radius, bool normalize,
-                            SplatKeypoint<acc_t<scalar_t>>* __restrict__ params) {
+                            SplatKeypoint<acc_t<scalar_t>>* __restrict__ params,
+                            int4* __restrict__ boxes) {
   for (int64_t bk = global_thread(); bk < total; bk += global_stride()) {
-    params[bk] = keypoint_at(xy, weights, bk, height, width, variance, radius, normalize);
+    const SplatKeypoint<acc_t<scalar_t>> kp =
+        keypoint_at(xy, weights, bk, height, width, variance, radius, normalize);
+    params[bk] = kp;
+    boxes[bk] = splat_window_empty(kp) ? window_box(1, 0, 1, 0)
+                                       : window_box(kp.x_lo, kp.x_hi, kp.y_lo, kp.y_hi);
   }
 }
 
@@ -87,7 +106,7 @@ __device__ void flush_list(const SplatKeypoint<acc_t<scalar_t>>* listed, const i
 template <typename scalar_t>
 __global__ void __launch_bounds__(kTileThreads)
     tile_sum_kernel(const SplatKeypoint<acc_t<scalar_t>>* __restrict__ params,
-                    const scalar_t* __restrict__ descriptors, int64_t batch, int64_t k,
+                    const int4* __restrict__ boxes, const scalar_t* __restrict__ descriptors, int64_t batch, int64_t k,
                     int64_t channels, int64_t height, int64_t width, scalar_t* __restrict__ out) {
   using acc = acc_t<scalar_t>;
   __shared__ SplatKeypoint<acc> listed[kListCap];
@@ -107,12 +126,7 @@ __global__ void __launch_bounds__(kTileThreads)
     for (int64_t chunk = 0; chunk < k; chunk += kTileThreads) {
       // Append the keypoints of this chunk whose window meets the tile, in keypoint order.
       const int64_t j = chunk + tid;
-      SplatKeypoint<acc> kp{};
-      bool hit = false;
-      if (j < k) {
-        kp = params[b * k + j];
-        hit = splat_meets_tile(kp, tx0, ty0, kTileW, kTileH);
-      }
+      const bool hit = j < k && box_meets_tile(__ldg(boxes + b * k + j), tx0, ty0);
       const unsigned ballot = __ballot_sync(kFullMask, hit);
       if (lane == 0) warp_counts[warp] = __popc(ballot);
       __syncthreads();
@@ -132,7 +146,7 @@ __global__ void __launch_bounds__(kTileThreads)
       }
       if (hit) {
         const int slot = listed_count + before + __popc(ballot & ((1u << lane) - 1u));
-        listed[slot] = kp;
+        listed[slot] = params[b * k + j];
         listed_k[slot] = j;
       }
       listed_count += count;
@@ -256,6 +270,21 @@ size_t keypoint_record_size(tusk_dtype dtype) {
   return dtype == TUSK_FLOAT64 ? sizeof(SplatKeypoint<double>) : sizeof(SplatKeypoint<float>);
 }
 
+struct ForwardWorkspace {
+  void* params;
+  int4* boxes;
+  uint64_t bytes;
+};
+
+ForwardWorkspace forward_workspace(void* base, tusk_dtype dtype, int64_t keypoints) {
+  WorkspaceLayout layout(base);
+  ForwardWorkspace ws;
+  ws.params = layout.take<unsigned char>(keypoints * keypoint_record_size(dtype));
+  ws.boxes = layout.take<int4>(keypoints);
+  ws.bytes = layout.used;
+  return ws;
+}
+
 }  // namespace
 }  // namespace cuda
 }  // namespace tusk
@@ -265,7 +294,7 @@ using namespace tusk::cuda;
 
 extern "C" size_t tusk_splat_gaussians_workspace_bytes(tusk_dtype dtype, int64_t batch, int64_t k) {
   if (batch < 0 || k < 0) return 0;
-  return static_cast<size_t>(batch * k) * keypoint_record_size(dtype);
+  return forward_workspace(nullptr, dtype, batch * k).bytes;
 }
 
 extern "C" cudaError_t tusk_splat_gaussians_forward(tusk_dtype dtype, const void* xy,
@@ -283,17 +312,18 @@ extern "C" cudaError_t tusk_splat_gaussians_forward(tusk_dtype dtype, const void
     return cudaMemsetAsync(out, 0, static_cast<size_t>(out_size) * tusk_dtype_size(dtype), stream);
   }
   radius = min_value<int64_t>(radius, kMaxRadius);
+  const ForwardWorkspace ws = forward_workspace(workspace, dtype, batch * k);
   TUSK_DISPATCH_FLOATING(dtype, [&] {
     using acc = acc_t<scalar_t>;
-    auto* params = static_cast<SplatKeypoint<acc>*>(workspace);
+    auto* params = static_cast<SplatKeypoint<acc>*>(ws.params);
     const scalar_t* d = static_cast<const scalar_t*>(descriptors);
     prep_kernel<scalar_t><<<blocks_for(batch * k), kThreads, 0, stream>>>(
         static_cast<const scalar_t*>(xy), static_cast<const scalar_t*>(weights), batch * k, height,
-        width, static_cast<acc>(variance), radius, normalize != 0, params);
+        width, static_cast<acc>(variance), radius, normalize != 0, params, ws.boxes);
     if (reduce_sum) {
       const int64_t tiles = batch * ceil_div(height, kTileH) * ceil_div(width, kTileW);
       tile_sum_kernel<scalar_t><<<blocks_for(tiles, 1), kTileThreads, 0, stream>>>(
-          params, d, batch, k, channels, height, width, static_cast<scalar_t*>(out));
+          params, ws.boxes, d, batch, k, channels, height, width, static_cast<scalar_t*>(out));
     } else {
       per_keypoint_kernel<scalar_t><<<blocks_for(batch * k * plane), kThreads, 0, stream>>>(
           params, d, batch, k, channels, height, width, static_cast<scalar_t*>(out));

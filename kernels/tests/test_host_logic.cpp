@@ -20,6 +20,7 @@
 #include "tusk/softmax.h"
 #include "tusk/sort_plan.h"
 #include "tusk/topk.h"
+#include "tusk/workspace.h"
 
 namespace {
 

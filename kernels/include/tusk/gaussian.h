@@ -104,12 +104,18 @@ TUSK_HD bool splat_covers(const SplatKeypoint<acc>& kp, int64_t px, int64_t py) 
   return px >= kp.x_lo && px <= kp.x_hi && py >= kp.y_lo && py <= kp.y_hi;
 }
 
-// True when the keypoint's window meets the tile [x0, x0 + tile_w) x [y0, y0 + tile_h).
+// True when the window [x_lo, x_hi] x [y_lo, y_hi] (inclusive; empty when lo > hi) meets the
+// tile [x0, x0 + tile_w) x [y0, y0 + tile_h).
+TUSK_HD bool window_meets_tile(int64_t x_lo, int64_t x_hi, int64_t y_lo, int64_t y_hi, int64_t x0,
+                               int64_t y0, int64_t tile_w, int64_t tile_h) {
+  return x_lo <= x_hi && y_lo <= y_hi && x_lo < x0 + tile_w && x_hi >= x0 && y_lo < y0 + tile_h &&
+         y_hi >= y0;
+}
+
 template <typename acc>
 TUSK_HD bool splat_meets_tile(const SplatKeypoint<acc>& kp, int64_t x0, int64_t y0,
                               int64_t tile_w, int64_t tile_h) {
-  return !splat_window_empty(kp) && kp.x_lo < x0 + tile_w && kp.x_hi >= x0 &&
-         kp.y_lo < y0 + tile_h && kp.y_hi >= y0;
+  return window_meets_tile(kp.x_lo, kp.x_hi, kp.y_lo, kp.y_hi, x0, y0, tile_w, tile_h);
 }
 
 // The unnormalised Gaussian at pixel (px, py) (caller checks the window).
