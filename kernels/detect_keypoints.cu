@@ -3,18 +3,21 @@
 // first, index ascending; fewer-than-K peaks are filled by the best non-peaks).
 //
 // Forward, five launch kinds, no host synchronisation (K and the merge schedule follow from the
-// shapes):
+// shapes; data-dependent choices are read on the device):
 //  1. nms_rowmax      separable max filter, horizontal half: row maxima over the clipped
 //                     window, one thread per pixel (coalesced; the 2r+1 reads hit L1).
-//  2. tile_topk       vertical half of the filter fused with selection: each block takes a tile
-//                     of up to 2048 consecutive pixels, builds their (peak, score, index) keys
-//                     (tusk/topk.h), bitonic-sorts them in shared memory and keeps its best
-//                     min(K, tile) as a sorted candidate list.
-//  3. merge_round     ceil(log2(tiles)) merge-path rounds pair up neighbouring candidate lists,
-//                     keeping the best min(K, 2L) of each pair, until one list of K per image.
+//  2. peak            vertical half: one block per tile of up to 2048 consecutive pixels writes
+//                     the peak flags and the tile's peak count.
+//  3. tile_topk       one block per tile: when the image has >= K peaks (the usual case) only
+//                     peaks can be selected, so the tile gathers just its peaks (~1/nms^2 of its
+//                     pixels), else all its pixels; their (peak, score, index) keys (tusk/topk.h)
+//                     are bitonic-sorted in shared memory and the best min(K, tile) kept.
+//  4. merge_round     ceil(log2(tiles)) merge-path rounds pair up neighbouring candidate lists,
+//                     keeping the best min(K, 2L) of each pair, until one list of K per image;
+//                     each list carries its valid count, so slots past it cost one check.
 //                     Keys are unique (the index is part of them), so the result equals a full
 //                     stable sort: exactly the reference's order.
-//  4. refine          one warp per keypoint: window max, then the softmax sums (warp
+//  5. refine          one warp per keypoint: window max, then the softmax sums (warp
 //                     reductions in a fixed order), then the bilinear score at the refined xy.
 // Backward: one warp per keypoint recomputes the window softmax and scatters d score / d scores
 // (four bilinear taps) and the soft-argmax gradient (window cells) with atomicAdd into a
@@ -47,39 +50,80 @@ __global__ void nms_rowmax_kernel(const scalar_t* __restrict__ scores, acc_t<sca
   }
 }
 
-// ---- 2. vertical max + keys + per-tile sort ----------------------------------------------------
+// ---- 2. vertical max: peak flags and peak counts per tile ----------------------------------------
 // Launched with up to 1024 threads (SortPlan::threads): the bound keeps registers <= 64.
 template <typename scalar_t>
+__global__ void __launch_bounds__(1024) peak_kernel(const scalar_t* __restrict__ scores,
+                                                    const acc_t<scalar_t>* __restrict__ rowmax,
+                                                    int64_t batch, int64_t height, int64_t width,
+                                                    int64_t radius, SortPlan plan,
+                                                    uint8_t* __restrict__ is_peak,
+                                                    int64_t* __restrict__ tile_peaks) {
+  __shared__ int64_t scratch[kWarp];
+  const int64_t pixels = height * width;
+  for (int64_t block = blockIdx.x; block < batch * plan.tiles; block += gridDim.x) {
+    const int64_t b = block / plan.tiles, tile = block % plan.tiles;
+    const acc_t<scalar_t>* rm = rowmax + b * pixels;
+    int64_t count = 0;
+    for (int64_t i = threadIdx.x; i < plan.tile; i += blockDim.x) {
+      const int64_t p = tile * plan.tile + i;
+      if (p >= pixels) break;
+      const int64_t x = p % width, y = p / width;
+      const int64_t lo = max_value<int64_t>(y - radius, 0);
+      const int64_t hi = min_value<int64_t>(y + radius, height - 1);
+      acc_t<scalar_t> pooled = rm[p];
+      for (int64_t yi = lo; yi <= hi; ++yi) pooled = max_propagate_nan(pooled, rm[yi * width + x]);
+      const bool peak = load(scores + b * pixels + p) == pooled;  // NaN: never a peak
+      is_peak[b * pixels + p] = peak ? 1 : 0;
+      count += peak ? 1 : 0;
+    }
+    count = block_sum(count, scratch);
+    if (threadIdx.x == 0) tile_peaks[block] = count;
+  }
+}
+
+// ---- 3. per-tile candidates, sorted ----------------------------------------------------------------
+// If the image has at least K peaks, only peaks can be selected, so a tile sorts just its peaks
+// (about 1 / nms_size^2 of its pixels); otherwise it sorts all its pixels. The decision is read
+// from the peak counts on the device: no host synchronisation.
+template <typename scalar_t>
 __global__ void __launch_bounds__(1024) tile_topk_kernel(const scalar_t* __restrict__ scores,
-                                 const acc_t<scalar_t>* __restrict__ rowmax, int64_t batch,
-                                 int64_t height, int64_t width, int64_t radius, SortPlan plan,
-                                 TopKey* __restrict__ candidates) {
+                                                         const uint8_t* __restrict__ is_peak,
+                                                         const int64_t* __restrict__ tile_peaks,
+                                                         int64_t batch, int64_t pixels, int64_t k,
+                                                         SortPlan plan,
+                                                         TopKey* __restrict__ candidates,
+                                                         int64_t* __restrict__ valid) {
   extern __shared__ unsigned char smem_raw[];
   TopKey* keys = reinterpret_cast<TopKey*>(smem_raw);
-  const int64_t pixels = height * width;
+  __shared__ int64_t scratch[kWarp];
+  __shared__ int selected;
   const int64_t keep = plan_length(plan, 0);
   for (int64_t block = blockIdx.x; block < batch * plan.tiles; block += gridDim.x) {
     const int64_t b = block / plan.tiles, tile = block % plan.tiles;
-    const scalar_t* s = scores + b * pixels;
-    const acc_t<scalar_t>* rm = rowmax + b * pixels;
+    int64_t peaks = 0;
+    for (int64_t t = threadIdx.x; t < plan.tiles; t += blockDim.x) peaks += tile_peaks[b * plan.tiles + t];
+    const bool peaks_only = block_sum(peaks, scratch) >= k;  // block-uniform
+    if (threadIdx.x == 0) selected = 0;
+    __syncthreads();
     for (int64_t i = threadIdx.x; i < plan.tile; i += blockDim.x) {
       const int64_t p = tile * plan.tile + i;
-      TopKey key = sentinel_topkey();
-      if (p < pixels) {
-        const int64_t x = p % width, y = p / width;
-        const int64_t lo = max_value<int64_t>(y - radius, 0);
-        const int64_t hi = min_value<int64_t>(y + radius, height - 1);
-        acc_t<scalar_t> pooled = rm[p];
-        for (int64_t yi = lo; yi <= hi; ++yi) pooled = max_propagate_nan(pooled, rm[yi * width + x]);
-        const acc_t<scalar_t> v = load(s + p);
-        key = make_topkey(static_cast<double>(v), v == pooled, p);  // NaN: never a peak
+      if (p >= pixels) break;
+      const bool peak = is_peak[b * pixels + p] != 0;
+      if (peak || !peaks_only) {  // shared-memory slots in any order: the sort below orders them
+        const int slot = atomicAdd(&selected, 1);
+        keys[slot] = make_topkey(static_cast<double>(load(scores + b * pixels + p)), peak, p);
       }
-      keys[i] = key;
     }
-    block_bitonic_sort(keys, plan.tile, TopKeyBefore());
+    __syncthreads();
+    const int64_t count = selected, padded = next_pow2(count);
+    for (int64_t i = count + threadIdx.x; i < padded; i += blockDim.x) keys[i] = sentinel_topkey();
+    block_bitonic_sort(keys, padded, TopKeyBefore());
+    const int64_t kept = min_value(keep, count);
     TopKey* out = candidates + b * plan.stride + tile * keep;
-    for (int64_t i = threadIdx.x; i < keep; i += blockDim.x) out[i] = keys[i];
-    __syncthreads();  // keys is refilled by the next block-stride iteration
+    for (int64_t i = threadIdx.x; i < kept; i += blockDim.x) out[i] = keys[i];
+    if (threadIdx.x == 0) valid[block] = kept;
+    __syncthreads();  // keys and `selected` are reused by the next block-stride iteration
   }
 }
 
@@ -259,6 +303,9 @@ __global__ void cast_kernel(const float* __restrict__ in, scalar_t* __restrict__
 // ---- workspace ----------------------------------------------------------------------------------
 struct ForwardWorkspace {
   void* rowmax;
+  uint8_t* is_peak;
+  int64_t* tile_peaks;
+  int64_t* valid[2];
   TopKey* keys[2];
   uint64_t bytes;
 };
@@ -268,8 +315,12 @@ ForwardWorkspace forward_workspace(void* base, size_t acc_size, const SortPlan& 
   WorkspaceLayout layout(base);
   ForwardWorkspace ws;
   ws.rowmax = layout.take<unsigned char>(plan.segments * pixels * acc_size);
-  ws.keys[0] = layout.take<TopKey>(plan.segments * plan.stride);
-  ws.keys[1] = layout.take<TopKey>(plan.segments * plan.stride);
+  ws.is_peak = layout.take<uint8_t>(plan.segments * pixels);
+  ws.tile_peaks = layout.take<int64_t>(plan.segments * plan.tiles);
+  for (int i = 0; i < 2; ++i) {
+    ws.valid[i] = layout.take<int64_t>(plan.segments * plan.tiles);
+    ws.keys[i] = layout.take<TopKey>(plan.segments * plan.stride);
+  }
   ws.bytes = layout.used;
   return ws;
 }
@@ -323,13 +374,15 @@ extern "C" cudaError_t tusk_detect_keypoints_forward(tusk_dtype dtype, const voi
     acc* rowmax = static_cast<acc*>(ws.rowmax);
     nms_rowmax_kernel<scalar_t><<<blocks_for(batch * pixels), kThreads, 0, stream>>>(
         s, rowmax, batch * pixels, width, radius);
-    const int64_t blocks = min_value<int64_t>(batch * plan.tiles, kMaxBlocks);
-    tile_topk_kernel<scalar_t><<<static_cast<unsigned>(blocks), static_cast<unsigned>(plan.threads),
-                                 plan.tile * sizeof(TopKey), stream>>>(
-        s, rowmax, batch, height, width, radius, plan, ws.keys[0]);
+    const unsigned blocks = static_cast<unsigned>(min_value<int64_t>(batch * plan.tiles, kMaxBlocks));
+    const unsigned threads = static_cast<unsigned>(plan.threads);
+    peak_kernel<scalar_t><<<blocks, threads, 0, stream>>>(s, rowmax, batch, height, width, radius,
+                                                         plan, ws.is_peak, ws.tile_peaks);
+    tile_topk_kernel<scalar_t><<<blocks, threads, plan.tile * sizeof(TopKey), stream>>>(
+        s, ws.is_peak, ws.tile_peaks, batch, pixels, k, plan, ws.keys[0], ws.valid[0]);
     TopKey* buffers[2] = {ws.keys[0], ws.keys[1]};
-    const TopKey* selected = run_merge_rounds(plan, buffers, sentinel_topkey(), TopKeyBefore(),
-                                              stream);
+    int64_t* valid[2] = {ws.valid[0], ws.valid[1]};
+    const TopKey* selected = run_merge_rounds(plan, buffers, valid, TopKeyBefore(), stream);
     refine_kernel<scalar_t><<<blocks_for(batch * k * kWarp), kThreads, 0, stream>>>(
         s, selected, plan.stride, batch, height, width, k, window,
         static_cast<acc>(1.0 / temperature), static_cast<scalar_t*>(xy),

@@ -97,7 +97,8 @@ template <typename scalar_t>
 __global__ void __launch_bounds__(1024) tile_sort_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y,
                                  const scalar_t* __restrict__ theta, int64_t channels,
                                  int64_t count, SortPlan plan,
-                                 SortItem<acc_t<scalar_t>>* __restrict__ lists) {
+                                 SortItem<acc_t<scalar_t>>* __restrict__ lists,
+                                 int64_t* __restrict__ valid) {
   using acc = acc_t<scalar_t>;
   extern __shared__ unsigned char smem_raw[];
   SortItem<acc>* items = reinterpret_cast<SortItem<acc>*>(smem_raw);
@@ -117,7 +118,9 @@ __global__ void __launch_bounds__(1024) tile_sort_kernel(const scalar_t* __restr
     }
     block_bitonic_sort(items, plan.tile, SortItemBefore<acc>());
     SortItem<acc>* out = lists + segment * plan.stride + tile * keep;
-    for (int64_t t = threadIdx.x; t < keep; t += blockDim.x) out[t] = items[t];
+    const int64_t kept = min_value(keep, plan.items - tile * plan.tile);  // real items of the tile
+    for (int64_t t = threadIdx.x; t < kept; t += blockDim.x) out[t] = items[t];
+    if (threadIdx.x == 0) valid[block] = kept;
     __syncthreads();
   }
 }
@@ -212,6 +215,7 @@ static_assert(sizeof(SortItem<float>) == 16 && sizeof(SortItem<double>) == 16, "
 struct ForwardWorkspace {
   void* partial;
   void* lists[2];
+  int64_t* valid[2];
   uint64_t bytes;
 };
 
@@ -222,8 +226,10 @@ ForwardWorkspace forward_workspace(void* base, tusk_dtype dtype, int64_t groups,
   ws.partial = layout.take<unsigned char>(groups * count * acc_size_of(dtype));
   if (points > kBlockSortMax) {
     const SortPlan plan = make_sort_plan(groups * count * 2, points, points);
-    ws.lists[0] = layout.take<SortItem<double>>(plan.segments * plan.stride);
-    ws.lists[1] = layout.take<SortItem<double>>(plan.segments * plan.stride);
+    for (int i = 0; i < 2; ++i) {
+      ws.lists[i] = layout.take<SortItem<double>>(plan.segments * plan.stride);
+      ws.valid[i] = layout.take<int64_t>(plan.segments * plan.tiles);
+    }
   }
   ws.bytes = layout.used;
   return ws;
@@ -278,9 +284,9 @@ extern "C" cudaError_t tusk_sliced_wasserstein_forward(tusk_dtype dtype, const v
       const unsigned tile_blocks = static_cast<unsigned>(min_value(plan.segments * plan.tiles, kMaxBlocks));
       tile_sort_kernel<scalar_t><<<tile_blocks, static_cast<unsigned>(plan.threads),
                                    plan.tile * sizeof(SortItem<acc>), stream>>>(
-          xp, yp, th, channels, count, plan, buffers[0]);
-      const SortItem<acc>* sorted = run_merge_rounds(plan, buffers, sort_item_sentinel<acc>(),
-                                                     SortItemBefore<acc>(), stream);
+          xp, yp, th, channels, count, plan, buffers[0], ws.valid[0]);
+      int64_t* valid[2] = {ws.valid[0], ws.valid[1]};
+      const SortItem<acc>* sorted = run_merge_rounds(plan, buffers, valid, SortItemBefore<acc>(), stream);
       sorted_residuals_kernel<scalar_t><<<problem_blocks, kThreads, 0, stream>>>(
           sorted, plan.stride, groups, points, count, xr, yr, partial);
     }

@@ -68,6 +68,8 @@ def detect_cases():
         (torch.rand(1, 11, 1, generator=g, dtype=torch.float64), 11, 3, 7),  # one column, K = H*W
         (torch.rand(2, 12, 10, generator=g, dtype=torch.float64), 17, 7, 5),
         (torch.rand(1, 9, 8, generator=g, dtype=torch.float64), 6, 41, 41),  # windows wider than the image
+        (torch.rand(2, 20, 30, generator=g, dtype=torch.float64), 20, 3, 3),  # >= K peaks: tiles sort peaks only
+        (torch.rand(3, 16, 16, generator=g, dtype=torch.float64), 64, 5, 5),  # fewer peaks than K: all pixels
     ]
     signed_zero = torch.zeros(1, 4, 4, dtype=torch.float64)
     signed_zero[0, ::2, ::2] = -0.0
@@ -92,10 +94,10 @@ def test_detect_selection_and_refinement(sim, max_tile):
         assert_close(t(score), ref_score)
 
 
-def test_detect_selection_with_nan(sim):
+@pytest.mark.parametrize("k", [3, 42])
+def test_detect_selection_with_nan(sim, k):
     scores = torch.rand(2, 6, 7, dtype=torch.float64)
     scores[0, 1, 2] = scores[0, 4, 4] = scores[1, 0, 0] = float("nan")
-    k = 42
     xy, score = np.zeros((2, k, 2)), np.zeros((2, k))
     peak, index = np.zeros((2, k), np.uint8), np.zeros((2, k), np.int64)
     sim.tusk_sim_detect_forward(ptr(f64(scores)), I64(2), I64(6), I64(7), I64(k), I64(3), I64(3),

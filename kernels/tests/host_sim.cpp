@@ -34,25 +34,32 @@ void bitonic_sort(std::vector<Item>& items, Before before) {
       for (int64_t pair = 0; pair < n / 2; ++pair) bitonic_exchange(items.data(), pair, size, stride, before);
 }
 
-// Phase-1 lists already in buffers[0]; runs the merge rounds like merge_round_kernel.
+// Phase-1 lists already in buffers[0] / valid[0]; runs the merge rounds like merge_round_kernel.
 template <typename Item, typename Before>
-const std::vector<Item>& merge_rounds(const SortPlan& plan, std::vector<Item> buffers[2], Item sentinel,
-                                      Before before) {
+const std::vector<Item>& merge_rounds(const SortPlan& plan, std::vector<Item> buffers[2],
+                                      std::vector<int64_t> valid[2], Before before) {
   for (int round = 1; round <= plan.rounds; ++round) {
     const int64_t in_lists = plan_lists(plan, round - 1), in_length = plan_length(plan, round - 1);
     const int64_t out_lists = plan_lists(plan, round), out_length = plan_length(plan, round);
-    const std::vector<Item>& in = buffers[(round - 1) % 2];
-    std::vector<Item>& out = buffers[round % 2];
     for (int64_t t = 0; t < plan.segments * out_lists * out_length; ++t) {
-      const int64_t rank = t % out_length, list = (t / out_length) % out_lists;
-      const int64_t segment = t / (out_length * out_lists);
-      const Item* a = in.data() + segment * plan.stride + 2 * list * in_length;
-      const int64_t lb = 2 * list + 1 < in_lists ? in_length : 0;
-      out[segment * plan.stride + list * out_length + rank] =
-          rank < in_length + lb ? merge_path_pick(a, in_length, a + in_length, lb, rank, before) : sentinel;
+      merge_round_step(buffers[(round - 1) % 2].data(), valid[(round - 1) % 2].data(),
+                       buffers[round % 2].data(), valid[round % 2].data(), plan.stride, in_lists,
+                       in_length, out_lists, out_length, t, before);
     }
   }
   return buffers[plan.rounds % 2];
+}
+
+// Phase 1 of one tile: sort the candidates (padded to a power of two) and keep the best.
+template <typename Item, typename Before>
+void keep_best(std::vector<Item> items, Item sentinel, Before before, const SortPlan& plan,
+               int64_t segment, int64_t tile, std::vector<Item>& buffer, std::vector<int64_t>& valid) {
+  const int64_t count = static_cast<int64_t>(items.size());
+  const int64_t keep = plan_length(plan, 0), kept = std::min(keep, count);
+  items.resize(next_pow2(count), sentinel);
+  bitonic_sort(items, before);
+  for (int64_t i = 0; i < kept; ++i) buffer[segment * plan.stride + tile * keep + i] = items[i];
+  valid[segment * plan.tiles + tile] = kept;
 }
 
 struct Stats {
@@ -101,26 +108,32 @@ void tusk_sim_detect_forward(const double* scores, int64_t batch, int64_t height
     rowmax[p] = m;
   }
   const SortPlan plan = make_sort_plan(batch, pixels, k, max_tile);
+  std::vector<uint8_t> peak(batch * pixels);
+  std::vector<int64_t> tile_peaks(batch * plan.tiles, 0);
+  for (int64_t p = 0; p < batch * pixels; ++p) {  // peak_kernel
+    const int64_t b = p / pixels, q = p % pixels, x = q % width, y = q / width;
+    double pooled = rowmax[p];
+    for (int64_t yi = std::max<int64_t>(y - radius, 0); yi <= std::min(y + radius, height - 1); ++yi)
+      pooled = max_propagate_nan(pooled, rowmax[b * pixels + yi * width + x]);
+    peak[p] = scores[p] == pooled;
+    tile_peaks[b * plan.tiles + q / plan.tile] += peak[p];
+  }
   std::vector<TopKey> buffers[2] = {std::vector<TopKey>(batch * plan.stride, sentinel_topkey()),
                                     std::vector<TopKey>(batch * plan.stride, sentinel_topkey())};
-  const int64_t keep = plan_length(plan, 0);
+  std::vector<int64_t> valid[2] = {std::vector<int64_t>(batch * plan.tiles, -1),
+                                   std::vector<int64_t>(batch * plan.tiles, -1)};
   for (int64_t block = 0; block < batch * plan.tiles; ++block) {  // tile_topk_kernel
     const int64_t b = block / plan.tiles, tile = block % plan.tiles;
-    std::vector<TopKey> keys(plan.tile, sentinel_topkey());
-    for (int64_t i = 0; i < plan.tile; ++i) {
+    int64_t peaks = 0;
+    for (int64_t t = 0; t < plan.tiles; ++t) peaks += tile_peaks[b * plan.tiles + t];
+    std::vector<TopKey> keys;
+    for (int64_t i = 0; i < plan.tile && tile * plan.tile + i < pixels; ++i) {
       const int64_t p = tile * plan.tile + i;
-      if (p >= pixels) continue;
-      const int64_t x = p % width, y = p / width;
-      double pooled = rowmax[b * pixels + p];
-      for (int64_t yi = std::max<int64_t>(y - radius, 0); yi <= std::min(y + radius, height - 1); ++yi)
-        pooled = max_propagate_nan(pooled, rowmax[b * pixels + yi * width + x]);
-      const double v = scores[b * pixels + p];
-      keys[i] = make_topkey(v, v == pooled, p);
+      if (peak[b * pixels + p] || peaks < k) keys.push_back(make_topkey(scores[b * pixels + p], peak[b * pixels + p], p));
     }
-    bitonic_sort(keys, TopKeyBefore());
-    for (int64_t i = 0; i < keep; ++i) buffers[0][b * plan.stride + tile * keep + i] = keys[i];
+    keep_best(keys, sentinel_topkey(), TopKeyBefore(), plan, b, tile, buffers[0], valid[0]);
   }
-  const std::vector<TopKey>& selected = merge_rounds(plan, buffers, sentinel_topkey(), TopKeyBefore());
+  const std::vector<TopKey>& selected = merge_rounds(plan, buffers, valid, TopKeyBefore());
   for (int64_t slot = 0; slot < batch * k; ++slot) {  // refine_kernel
     const int64_t b = slot / k, j = slot % k;
     const TopKey key = selected[b * plan.stride + j];
@@ -394,20 +407,20 @@ void tusk_sim_sliced_forward(const double* x, const double* y, const double* the
     const SortPlan plan = make_sort_plan(groups * count * 2, points, points, max_tile);
     std::vector<Item> buffers[2] = {std::vector<Item>(plan.segments * plan.stride, sort_item_sentinel<double>()),
                                     std::vector<Item>(plan.segments * plan.stride, sort_item_sentinel<double>())};
-    const int64_t keep = plan_length(plan, 0);
-    for (int64_t block = 0; block < plan.segments * plan.tiles; ++block) {
+    std::vector<int64_t> valid[2] = {std::vector<int64_t>(plan.segments * plan.tiles, -1),
+                                     std::vector<int64_t>(plan.segments * plan.tiles, -1)};
+    for (int64_t block = 0; block < plan.segments * plan.tiles; ++block) {  // tile_sort_kernel
       const int64_t segment = block / plan.tiles, tile = block % plan.tiles;
       const int64_t side = segment % 2, p = (segment / 2) % count, g = segment / (2 * count);
       const double* set = (side == 0 ? x : y) + g * points * channels;
-      std::vector<Item> items(plan.tile, sort_item_sentinel<double>());
-      for (int64_t t = 0; t < plan.tile; ++t) {
+      std::vector<Item> items;
+      for (int64_t t = 0; t < plan.tile && tile * plan.tile + t < points; ++t) {
         const int64_t i = tile * plan.tile + t;
-        if (i < points) items[t] = {project(set + i * channels, p), i};
+        items.push_back({project(set + i * channels, p), i});
       }
-      bitonic_sort(items, SortItemBefore<double>());
-      for (int64_t t = 0; t < keep; ++t) buffers[0][segment * plan.stride + tile * keep + t] = items[t];
+      keep_best(items, sort_item_sentinel<double>(), SortItemBefore<double>(), plan, segment, tile, buffers[0], valid[0]);
     }
-    const std::vector<Item>& sorted = merge_rounds(plan, buffers, sort_item_sentinel<double>(), SortItemBefore<double>());
+    const std::vector<Item>& sorted = merge_rounds(plan, buffers, valid, SortItemBefore<double>());
     for (int64_t block = 0; block < groups * count; ++block) {
       residuals(sorted.data() + 2 * block * plan.stride, sorted.data() + (2 * block + 1) * plan.stride,
                 block / count, block % count);

@@ -164,57 +164,65 @@ void test_merge_path() {
 }
 
 // The whole segmented sort of a SortPlan, launch by launch, thread by thread, with every buffer
-// access bounds-checked: phase-1 tiles (bitonic), then the merge rounds exactly as
-// merge_round_kernel indexes them.
-template <typename Item, typename Before>
+// access bounds-checked: phase 1 (each tile's candidates, bitonic-sorted after padding to a
+// power of two, best min(keep, tile) kept with their valid count), then the merge rounds through
+// merge_round_step exactly as merge_round_kernel runs them. `candidate(segment, index)` says
+// whether an item may be selected (detection: only peaks when an image has >= K of them).
+template <typename Item, typename Before, typename Candidate>
 std::vector<std::vector<Item>> run_plan(const tusk::SortPlan& plan,
                                         const std::vector<std::vector<Item>>& segments,
-                                        Item sentinel, Before before) {
-  const int64_t size = plan.segments * plan.stride;
+                                        Item sentinel, Before before, Candidate candidate,
+                                        std::vector<int64_t>* final_valid) {
+  const int64_t size = plan.segments * plan.stride, lists0 = plan.segments * plan.tiles;
   std::vector<Item> buffers[2] = {std::vector<Item>(size, sentinel), std::vector<Item>(size, sentinel)};
+  std::vector<int64_t> valid[2] = {std::vector<int64_t>(lists0, -1), std::vector<int64_t>(lists0, -1)};
   const int64_t keep0 = tusk::plan_length(plan, 0);
   EXPECT(plan.tiles * keep0 <= plan.stride);
   for (int64_t block = 0; block < plan.segments * plan.tiles; ++block) {
     const int64_t segment = block / plan.tiles, tile = block % plan.tiles;
-    std::vector<Item> items(plan.tile, sentinel);
+    std::vector<Item> items;
     for (int64_t t = 0; t < plan.tile; ++t) {
       const int64_t i = tile * plan.tile + t;
-      if (i < plan.items) items[t] = segments[segment][i];
+      if (i < plan.items && candidate(segment, i)) items.push_back(segments[segment][i]);
     }
+    const int64_t count = static_cast<int64_t>(items.size());
+    EXPECT(count <= plan.tile);
+    items.resize(tusk::next_pow2(count), sentinel);
     bitonic_sort(items, before);
-    for (int64_t t = 0; t < keep0; ++t) {
+    const int64_t kept = std::min(keep0, count);
+    for (int64_t t = 0; t < kept; ++t) {
       const int64_t at = segment * plan.stride + tile * keep0 + t;
       EXPECT(at >= 0 && at < size);
       if (at >= 0 && at < size) buffers[0][at] = items[t];
     }
+    valid[0][block] = kept;
   }
   for (int round = 1; round <= plan.rounds; ++round) {
     const int64_t in_lists = tusk::plan_lists(plan, round - 1), in_length = tusk::plan_length(plan, round - 1);
     const int64_t out_lists = tusk::plan_lists(plan, round), out_length = tusk::plan_length(plan, round);
     EXPECT(out_lists * out_length <= plan.stride);
-    EXPECT(out_length <= 2 * in_length);
+    EXPECT(out_length <= 2 * in_length && out_lists <= plan.tiles);
     const std::vector<Item>& in = buffers[(round - 1) % 2];
     std::vector<Item>& out = buffers[round % 2];
-    for (int64_t t = 0; t < plan.segments * out_lists * out_length; ++t) {
-      const int64_t rank = t % out_length, list = (t / out_length) % out_lists;
-      const int64_t segment = t / (out_length * out_lists);
-      const int64_t a_at = segment * plan.stride + 2 * list * in_length;
-      const bool has_b = 2 * list + 1 < in_lists;
-      const int64_t lb = has_b ? in_length : 0;
-      EXPECT(a_at + in_length + lb <= size);
-      Item value = sentinel;
-      if (rank < in_length + lb) {
-        value = tusk::merge_path_pick(in.data() + a_at, in_length, in.data() + a_at + in_length, lb, rank, before);
-      }
-      out[segment * plan.stride + list * out_length + rank] = value;
+    const std::vector<int64_t>& in_valid = valid[(round - 1) % 2];
+    std::vector<int64_t>& out_valid = valid[round % 2];
+    for (int64_t list = 0; list < plan.segments * in_lists; ++list) {
+      EXPECT(in_valid[list] >= 0 && in_valid[list] <= in_length);
     }
+    std::vector<Item> out_copy = out;
+    for (int64_t t = 0; t < plan.segments * out_lists * out_length; ++t) {
+      tusk::merge_round_step(in.data(), in_valid.data(), out_copy.data(), out_valid.data(), plan.stride,
+                             in_lists, in_length, out_lists, out_length, t, before);
+    }
+    out = out_copy;
   }
   EXPECT(tusk::plan_lists(plan, plan.rounds) == 1);
   EXPECT(tusk::plan_length(plan, plan.rounds) == plan.keep);
   std::vector<std::vector<Item>> result(plan.segments);
   const std::vector<Item>& final_buffer = buffers[plan.rounds % 2];
+  final_valid->assign(valid[plan.rounds % 2].begin(), valid[plan.rounds % 2].begin() + plan.segments);
   for (int64_t s = 0; s < plan.segments; ++s)
-    result[s].assign(final_buffer.begin() + s * plan.stride, final_buffer.begin() + s * plan.stride + plan.keep);
+    result[s].assign(final_buffer.begin() + s * plan.stride, final_buffer.begin() + s * plan.stride + (*final_valid)[s]);
   return result;
 }
 
@@ -230,13 +238,23 @@ void test_sort_plan_topk() {
       EXPECT(plan.tiles * plan.tile >= items && (plan.tiles - 1) * plan.tile < items);
       EXPECT(plan.threads >= 32 && plan.threads <= 1024 && plan.threads % 32 == 0);
       std::vector<std::vector<tusk::TopKey>> data(segments);
-      for (auto& seg : data)
-        for (int64_t i = 0; i < items; ++i) seg.push_back(tusk::make_topkey(random_value(), rng() % 4 == 0, i));
-      const auto got = run_plan(plan, data, tusk::sentinel_topkey(), tusk::TopKeyBefore());
+      std::vector<int64_t> peaks(segments, 0);
+      for (int64_t s = 0; s < segments; ++s)
+        for (int64_t i = 0; i < items; ++i) {
+          const bool peak = rng() % (rep % 2 ? 3 : 12) == 0;
+          peaks[s] += peak;
+          data[s].push_back(tusk::make_topkey(random_value(), peak, i));
+        }
+      // As tile_topk_kernel: only peaks are candidates when the segment has >= keep of them.
+      auto candidate = [&](int64_t s, int64_t i) { return peaks[s] < keep || tusk::topkey_is_peak(data[s][i]); };
+      std::vector<int64_t> final_valid;
+      const auto got = run_plan(plan, data, tusk::sentinel_topkey(), tusk::TopKeyBefore(), candidate, &final_valid);
       for (int64_t s = 0; s < segments; ++s) {
+        EXPECT(final_valid[s] == keep);
         std::vector<tusk::TopKey> expected = data[s];
         std::sort(expected.begin(), expected.end(), tusk::TopKeyBefore());
-        for (int64_t i = 0; i < keep; ++i) EXPECT(got[s][i].hi == expected[i].hi && got[s][i].lo == expected[i].lo);
+        for (int64_t i = 0; i < std::min<int64_t>(keep, final_valid[s]); ++i)
+          EXPECT(got[s][i].hi == expected[i].hi && got[s][i].lo == expected[i].lo);
       }
     }
   }
@@ -256,8 +274,11 @@ void test_sort_plan_sliced() {
     std::vector<std::vector<Item>> data(2);
     for (auto& seg : data)
       for (int64_t i = 0; i < items; ++i) seg.push_back({random_value(), i});
-    const auto got = run_plan(plan, data, tusk::sort_item_sentinel<double>(), tusk::SortItemBefore<double>());
+    std::vector<int64_t> final_valid;
+    const auto got = run_plan(plan, data, tusk::sort_item_sentinel<double>(), tusk::SortItemBefore<double>(),
+                              [](int64_t, int64_t) { return true; }, &final_valid);
     for (int s = 0; s < 2; ++s) {
+      EXPECT(final_valid[s] == items);
       std::vector<Item> expected = data[s];
       std::stable_sort(expected.begin(), expected.end(), tusk::SortItemBefore<double>());
       for (int64_t i = 0; i < items; ++i) EXPECT(got[s][i].index == expected[i].index);

@@ -69,4 +69,29 @@ TUSK_HD Item merge_path_pick(const Item* a, int64_t la, const Item* b, int64_t l
   return before(b[j], a[i]) ? b[j] : a[i];
 }
 
+// --- One thread of a merge round of a SortPlan (tusk/sort_plan.h) ------------------------------
+// Thread t makes output item `rank` of list `list` of segment `segment` from input lists 2*list
+// and 2*list+1 (the last list of an odd count has no partner). Lists hold `*_length` slots at
+// segment * stride + list * length, of which the first `valid[segment * lists + list]` are real;
+// the thread with rank 0 records the output list's valid count, threads past it do nothing.
+template <typename Item, typename Before>
+TUSK_HD void merge_round_step(const Item* in, const int64_t* in_valid, Item* out,
+                              int64_t* out_valid, int64_t stride, int64_t in_lists,
+                              int64_t in_length, int64_t out_lists, int64_t out_length, int64_t t,
+                              Before before) {
+  const int64_t rank = t % out_length;
+  const int64_t list = (t / out_length) % out_lists;
+  const int64_t segment = t / (out_length * out_lists);
+  const int64_t first = 2 * list;
+  const bool has_b = first + 1 < in_lists;
+  const int64_t la = in_valid[segment * in_lists + first];
+  const int64_t lb = has_b ? in_valid[segment * in_lists + first + 1] : 0;
+  const int64_t valid = la + lb < out_length ? la + lb : out_length;
+  if (rank == 0) out_valid[segment * out_lists + list] = valid;
+  if (rank >= valid) return;
+  const Item* a = in + segment * stride + first * in_length;
+  const Item* b = has_b ? a + in_length : a;
+  out[segment * stride + list * out_length + rank] = merge_path_pick(a, la, b, lb, rank, before);
+}
+
 }  // namespace tusk

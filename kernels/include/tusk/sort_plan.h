@@ -1,11 +1,15 @@
 // The schedule of a segmented "sort then keep the best `keep`" on the GPU, as plain arithmetic.
 //
 // Each of `segments` independent problems has `items` items. Phase 1 cuts a segment into tiles of
-// `tile` items (a power of two), sorts every tile in shared memory and keeps its best
-// min(keep, tile) items (the last tile is padded with sentinels). Then `rounds` merge rounds
-// pair up neighbouring lists (merge path, one output per thread) and keep the best
-// min(keep, 2 * previous length) of each merge, until one list of exactly `keep` items is left.
-// Lists live in two ping-pong buffers: round r writes buffer r % 2 (phase 1 is round 0).
+// `tile` items (a power of two), sorts every tile (or the tile's candidates) in shared memory and
+// keeps its best min(keep, tile) items. Then `rounds` merge rounds pair up neighbouring lists
+// (merge path, one output per thread; tusk/merge.h::merge_round_step) and keep the best
+// min(keep, 2 * previous length) of each merge, until one list is left. plan_length() is each
+// round's list capacity; how many slots of a list are real is recorded per list (a `valid`
+// count), so a phase 1 that keeps fewer candidates makes every later round cheaper. The final
+// list holds `keep` items whenever the segment had at least `keep` candidates.
+// Lists live in two ping-pong buffers: round r writes buffer r % 2 (phase 1 is round 0), and
+// their valid counts in two arrays of segments * tiles entries.
 //
 // Used by detect_keypoints (keep = K, one segment per image) and sliced_wasserstein for large N
 // (keep = N, one segment per (problem, projection, side)). Everything is known from shapes on the
