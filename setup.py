@@ -3,7 +3,8 @@
 The C++ CPU kernels (``csrc/``) are always compiled. The CUDA kernels (``kernels/*.cu``) and
 their dispatcher glue (``csrc/**/*_cuda.cpp``) join the build automatically when the torch
 being built against has CUDA and ``nvcc`` is found; set ``TUSK_BUILD_CUDA=0`` to skip them or
-``TUSK_BUILD_CUDA=1`` to insist (the build then fails loudly if it cannot compile them).
+``TUSK_BUILD_CUDA=1`` to insist (the build then fails loudly if it cannot compile them), and
+``TUSK_CUDA_ARCHS`` (default ``80;90``) to choose the GPU architectures.
 """
 import glob
 import os
@@ -57,6 +58,17 @@ def _want_cuda() -> bool:
     return available and bool(glob.glob(os.path.join(ROOT, "kernels", "*.cu")))
 
 
+def _cuda_gencode_flags() -> list[str]:
+    """Machine code for each architecture in ``TUSK_CUDA_ARCHS`` (default ``80;90``: Ampere and
+    Hopper) plus PTX of the newest one, so later GPUs can JIT-compile it."""
+    archs = [a.strip() for a in os.environ.get("TUSK_CUDA_ARCHS", "80;90").replace(",", ";").split(";")]
+    archs = sorted({int(a) for a in archs if a})
+    if not archs:
+        raise SystemExit("TUSK_CUDA_ARCHS must list compute capabilities, e.g. '80;90'")
+    flags = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+    return flags + [f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}"]
+
+
 def _rel(paths):
     return sorted(os.path.relpath(p, ROOT) for p in paths)
 
@@ -79,12 +91,10 @@ def extensions():
         ]
     cuda_sources = _rel(glob.glob(os.path.join(ROOT, "kernels", "*.cu")))
     cuda_sources += _rel(glob.glob(os.path.join(ROOT, "csrc", "**", "*_cuda.cpp"), recursive=True))
-    nvcc = [
-        "-O3", "-lineinfo",
-        "-gencode=arch=compute_80,code=sm_80",
-        "-gencode=arch=compute_90,code=sm_90",
-        "-gencode=arch=compute_90,code=compute_90",
-    ]
+    # -O3 without --use_fast_math: the kernels' exp/division must stay within the float32
+    # tolerances of tests/tolerances.py. -lineinfo costs nothing at run time and lets profilers
+    # map SASS to source.
+    nvcc = ["-O3", "-lineinfo"] + _cuda_gencode_flags()
     return [
         CUDAExtension(
             "tusk._C", cpu_sources + cuda_sources,

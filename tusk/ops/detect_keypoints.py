@@ -45,7 +45,10 @@ def detect_keypoints(
     - **score**: bilinear interpolation of ``scores`` at ``xy``.
 
     Gradients flow to ``scores`` through the soft-argmax weights and the bilinear score;
-    the selection itself is piecewise constant.
+    the selection itself is piecewise constant. On CUDA that gradient is accumulated with
+    ``atomicAdd`` (overlapping windows add in a run-dependent order, so its last bits may vary
+    between runs); under ``torch.use_deterministic_algorithms(True)`` an ordered,
+    bitwise-reproducible path is used.
 
     Args:
         scores: ``[B, 1, H, W]`` or ``[B, H, W]`` score map (e.g. a sigmoid heatmap).

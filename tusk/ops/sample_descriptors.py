@@ -29,6 +29,11 @@ def sample_descriptors(
         measuring in pixels. At exact integer coordinates the gradient w.r.t. ``xy`` is the
         right-hand derivative (see :mod:`tusk.ops.reference.sample_descriptors`).
 
+    Determinism: the forward is deterministic everywhere. On CUDA the gradient w.r.t.
+    ``features`` is accumulated with ``atomicAdd`` (keypoints sharing a pixel add in a
+    run-dependent order, so its last bits may vary between runs); under
+    ``torch.use_deterministic_algorithms(True)`` an ordered, bitwise-reproducible path is used.
+
     Example:
         >>> features = torch.arange(12.0).reshape(1, 1, 3, 4)
         >>> sample_descriptors(features, torch.tensor([[[1.5, 1.0]]]))
