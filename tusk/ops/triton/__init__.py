@@ -9,4 +9,12 @@ missing; :func:`tusk.ops._backend.probe_triton` turns that into "backend unavail
 """
 import triton  # noqa: F401  (ImportError here = no Triton backend)
 
-from . import alpha_composite, detect_keypoints, sample_descriptors, sliced_wasserstein, splat_gaussians  # noqa: F401
+# Importing each module registers its forward and backward ops.
+from . import (  # noqa: F401
+    alpha_composite,
+    detect_keypoints,
+    gmm_prototype_samples,
+    sample_descriptors,
+    sliced_wasserstein,
+    splat_gaussians,
+)

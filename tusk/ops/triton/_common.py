@@ -96,20 +96,11 @@ def scalar_bits(value: float) -> int:
     """The bit pattern of ``value`` as a float64, passed to kernels as an int.
 
     Triton passes Python floats as float32, which would put e.g. a variance of 0.05 off by ~1e-9
-    relative (the float64 tolerance) and overflow for large values; kernels rebuild the exact
-    float64 with :func:`scalar_from_bits` and then round to their accumulation dtype.
+    relative (the float64 tolerance) and overflow for large values. Kernels decode it inline
+    (a nested ``@triton.jit`` helper costs ~10 ms per call under the interpreter) with
+    ``bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)``.
     """
     return struct.unpack("<q", struct.pack("<d", float(value)))[0]
-
-
-@triton.jit
-def scalar_from_bits(bits, F64: tl.constexpr):
-    """Inverse of :func:`scalar_bits`, in float64 (``F64``) or float32."""
-    value = bits.to(tl.int64).to(tl.float64, bitcast=True)
-    if F64:
-        return value
-    else:
-        return value.to(tl.float32)
 
 
 def next_pow2(n: int, minimum: int = 1) -> int:

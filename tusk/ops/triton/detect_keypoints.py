@@ -29,36 +29,41 @@ import triton.language as tl
 
 from ._bilinear import bilinear_taps
 from ._common import (
-    MAX, SUM, acc_dtype, is_f64, launch, next_pow2, scalar_bits, scalar_from_bits, tusk_triton_op,
+    MAX, SUM, acc_dtype, is_f64, launch, next_pow2, scalar_bits, tusk_triton_op,
 )
 
 PIXEL_BLOCK = 1024  # pixels per NMS program
 
 
 @triton.jit
-def _row_max_kernel(scores_ptr, row_max_ptr, total, width, radius, BLOCK: tl.constexpr):
+def _row_max_kernel(scores_ptr, row_max_ptr, total, width, radius, F64: tl.constexpr, BLOCK: tl.constexpr):
+    # Compared in the accumulation dtype (exact for every input dtype; the interpreter cannot
+    # compare bfloat16 directly).
+    ACC: tl.constexpr = tl.float64 if F64 else tl.float32
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = i < total
     x = i % width
-    best = tl.full((BLOCK,), float("-inf"), tl.float32).to(scores_ptr.dtype.element_ty)
+    best = tl.full((BLOCK,), float("-inf"), ACC)
     for dx in range(-radius, radius + 1):
         ok = mask & (x + dx >= 0) & (x + dx < width)
-        value = tl.load(scores_ptr + i + dx, mask=ok, other=float("-inf"))
+        value = tl.load(scores_ptr + i + dx, mask=ok, other=float("-inf")).to(ACC)
         best = tl.maximum(best, value, propagate_nan=tl.PropagateNan.ALL)
     tl.store(row_max_ptr + i, best, mask=mask)
 
 
 @triton.jit
-def _peak_kernel(scores_ptr, row_max_ptr, peak_ptr, total, height, width, radius, BLOCK: tl.constexpr):
+def _peak_kernel(scores_ptr, row_max_ptr, peak_ptr, total, height, width, radius, F64: tl.constexpr,
+                 BLOCK: tl.constexpr):
+    ACC: tl.constexpr = tl.float64 if F64 else tl.float32
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = i < total
     y = (i // width) % height
-    best = tl.full((BLOCK,), float("-inf"), tl.float32).to(row_max_ptr.dtype.element_ty)
+    best = tl.full((BLOCK,), float("-inf"), ACC)
     for dy in range(-radius, radius + 1):
         ok = mask & (y + dy >= 0) & (y + dy < height)
         value = tl.load(row_max_ptr + i + dy * width, mask=ok, other=float("-inf"))
         best = tl.maximum(best, value, propagate_nan=tl.PropagateNan.ALL)
-    score = tl.load(scores_ptr + i, mask=mask, other=0.0)
+    score = tl.load(scores_ptr + i, mask=mask, other=0.0).to(ACC)
     tl.store(peak_ptr + i, (score == best).to(tl.uint8), mask=mask)
 
 
@@ -102,7 +107,7 @@ def _refine_kernel(
     F64: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
-    inv_t = 1.0 / scalar_from_bits(temperature_bits, F64)
+    inv_t = 1.0 / temperature_bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)
     kp = tl.program_id(0).to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)
     k_mask = kp < total_k
     image = (kp // K) * height * width
@@ -131,7 +136,7 @@ def _detect_bwd_kernel(
     temperature_bits, F64: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
-    inv_t = 1.0 / scalar_from_bits(temperature_bits, F64)
+    inv_t = 1.0 / temperature_bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)
     kp = tl.program_id(0).to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)
     k_mask = kp < total_k
     image = (kp // K) * height * width
@@ -192,11 +197,12 @@ def _peaks(scores: torch.Tensor, nms_size: int) -> torch.Tensor:
     """``[B, H*W]`` bool NMS mask (two Triton passes)."""
     batch, height, width = scores.shape
     total = scores.numel()
-    row_max = torch.empty_like(scores)
+    row_max = torch.empty(scores.shape, dtype=acc_dtype(scores.dtype), device=scores.device)
     peak = torch.empty((batch, height * width), dtype=torch.uint8, device=scores.device)
     grid = (triton.cdiv(total, PIXEL_BLOCK),)
-    launch(_row_max_kernel, grid, scores, row_max, total, width, nms_size // 2, BLOCK=PIXEL_BLOCK)
-    launch(_peak_kernel, grid, scores, row_max, peak, total, height, width, nms_size // 2, BLOCK=PIXEL_BLOCK)
+    f64 = is_f64(scores)
+    launch(_row_max_kernel, grid, scores, row_max, total, width, nms_size // 2, F64=f64, BLOCK=PIXEL_BLOCK)
+    launch(_peak_kernel, grid, scores, row_max, peak, total, height, width, nms_size // 2, F64=f64, BLOCK=PIXEL_BLOCK)
     return peak.bool()
 
 

@@ -31,6 +31,12 @@ def _channel_block(channels: int) -> int:
     return min(64, next_pow2(channels, 16))
 
 
+def _tile_channel_block(channels: int, f64: bool) -> int:
+    """Channels per tile program: the ``[256, BLOCK_C]`` accumulator stays at 8192 float32 /
+    4096 float64 values (64 registers per thread at 4 warps); tl.dot needs >= 16."""
+    return min(16 if f64 else 32, next_pow2(channels, 16))
+
+
 def _keypoint_block(total: int) -> int:
     """Keypoints per program (over the flattened ``B*K``): 32 keeps ``[32, BLOCK_C]`` gathers in
     registers; fewer for tiny inputs."""
@@ -192,11 +198,12 @@ def sample_descriptors_backward(
         lo_x, hi_x, lo_y, hi_y = _footprints(xy, height, width, border)
         bins = bin_footprints(lo_x, hi_x, lo_y, hi_y, height, width, TILE, TILE, 2, 2)
         grad_features = torch.empty_like(features)
+        tile_c = _tile_channel_block(channels, is_f64(features))
         launch(
-            _sample_bwd_features_kernel, (batch * bins.tiles_y * bins.tiles_x, triton.cdiv(channels, block_c)),
+            _sample_bwd_features_kernel, (batch * bins.tiles_y * bins.tiles_x, triton.cdiv(channels, tile_c)),
             grad, xy, bins.keypoint, bins.start, grad_features,
             channels, height, width, bins.tiles_y, bins.tiles_x,
-            BORDER=border, F64=is_f64(features), TILE_H=TILE, TILE_W=TILE, BLOCK_K=16, BLOCK_C=block_c,
+            BORDER=border, F64=is_f64(features), TILE_H=TILE, TILE_W=TILE, BLOCK_K=16, BLOCK_C=tile_c,
         )
     if output_mask[1]:
         grad_xy = torch.empty_like(xy)

@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 
 from ._common import (
-    SUM, acc_dtype, empty_grad, is_f64, launch, next_pow2, scalar_bits, scalar_from_bits, tusk_triton_op,
+    SUM, acc_dtype, empty_grad, is_f64, launch, next_pow2, scalar_bits, tusk_triton_op,
 )
 from ._sort import argsort_pairs, float_key, key_to_float
 
@@ -43,7 +43,7 @@ def _sw_sort_kernel(
     F64: tl.constexpr, BLOCK_P: tl.constexpr, NP: tl.constexpr, LOG_NP: tl.constexpr,
 ):
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
-    scale = scalar_from_bits(scale_bits, F64)  # 2 / (N P)
+    scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)  # 2 / (N P)
     g = tl.program_id(0).to(tl.int64)
     p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     p_mask = p < P
@@ -127,8 +127,9 @@ def _sw_theta_grad_kernel(
 
 
 def _projection_block(points: int, projections: int) -> int:
-    """Projections per program: ``[BLOCK_P, NP]`` keys at most 4096 elements."""
-    return max(1, min(16, 4096 // next_pow2(points, 2), next_pow2(projections)))
+    """Projections per program: ``[BLOCK_P, NP]`` keys at most 2048 elements (with the indices
+    and projections, <= ~64 registers per thread at the default 4 warps)."""
+    return max(1, min(16, 2048 // next_pow2(points, 2), next_pow2(projections)))
 
 
 def _sorted_in_torch(x, y, theta):
@@ -167,7 +168,6 @@ def sliced_wasserstein(
             x, y, theta, x_residual, y_residual, partial, count, channels, count_p,
             scalar_bits(2.0 / (count * count_p)),
             F64=is_f64(x), BLOCK_P=block_p, NP=padded, LOG_NP=padded.bit_length() - 1,
-            num_warps=4 if padded * block_p <= 2048 else 8,
         )
     distance = (partial.sum(dim=1) / (count * count_p)).to(x.dtype)
     return distance, x_residual, y_residual

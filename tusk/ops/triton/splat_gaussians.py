@@ -32,7 +32,7 @@ import triton
 import triton.language as tl
 
 from ._common import (
-    SUM, acc_dtype, empty_grad, is_f64, launch, next_pow2, scalar_bits, scalar_from_bits, tusk_triton_op,
+    SUM, acc_dtype, empty_grad, is_f64, launch, next_pow2, scalar_bits, tusk_triton_op,
 )
 from ._tiles import bin_footprints
 
@@ -53,7 +53,7 @@ def _splat_scale_kernel(
     BLOCK_K: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
-    two_var = 2.0 * scalar_from_bits(variance_bits, F64)
+    two_var = 2.0 * variance_bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)
     kp = tl.program_id(0).to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)
     k_mask = kp < total
     x = tl.load(xy_ptr + kp * 2, mask=k_mask, other=0.0).to(ACC)[:, None]
@@ -90,7 +90,7 @@ def _splat_sum_kernel(
     F64: tl.constexpr, TILE_H: tl.constexpr, TILE_W: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
-    two_var = 2.0 * scalar_from_bits(variance_bits, F64)
+    two_var = 2.0 * variance_bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)
     tile = tl.program_id(0)
     tiles = tiles_y * tiles_x
     b = (tile // tiles).to(tl.int64)
@@ -130,7 +130,7 @@ def _splat_none_kernel(
     F64: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
-    two_var = 2.0 * scalar_from_bits(variance_bits, F64)
+    two_var = 2.0 * variance_bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)
     kp = tl.program_id(0).to(tl.int64)
     x = tl.load(xy_ptr + kp * 2).to(ACC)
     y = tl.load(xy_ptr + kp * 2 + 1).to(ACC)
@@ -158,7 +158,7 @@ def _splat_bwd_kernel(
     NEED_W: tl.constexpr, F64: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
-    variance = scalar_from_bits(variance_bits, F64)
+    variance = variance_bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)
     two_var = 2.0 * variance
     kp = tl.program_id(0).to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)
     k_mask = kp < total
@@ -302,6 +302,9 @@ def splat_gaussians(
     extent = 2 * radius + 1
     bins = bin_footprints(lo_x, hi_x, lo_y, hi_y, height, width, TILE, TILE, extent, extent)
     out = descriptors.new_empty((batch, channels, height, width))
+    # [256, BLOCK_C] accumulator: 8192 float32 / 4096 float64 values (64 registers a thread at 4
+    # warps); tl.dot needs BLOCK_C >= 16.
+    block_c = min(16 if is_f64(xy) else 32, next_pow2(channels, 16))
     launch(
         _splat_sum_kernel, (batch * bins.tiles_y * bins.tiles_x, triton.cdiv(channels, block_c)),
         xy, descriptors, scale, bins.keypoint, bins.start, out,
