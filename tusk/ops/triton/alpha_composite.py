@@ -40,7 +40,7 @@ def _softmax_stats(logits_ptr, pixel, p_mask, K, hw, ACC: tl.constexpr, BLOCK_P:
 
 @triton.jit
 def _alpha_fwd_kernel(
-    rgb_ptr, logits_ptr, image_ptr, alpha_ptr, K, C, hw,
+    rgb_ptr, logits_ptr, image_ptr, alpha_ptr, K, C, hw, rgb_k_stride,
     F64: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
@@ -64,7 +64,7 @@ def _alpha_fwd_kernel(
         acc = acc * rescale[None, :] + e[None, :] * tl.load(rgb_at, mask=mask, other=0.0).to(ACC)
         m = m_new
         logit_ptr += hw
-        rgb_at += C * hw
+        rgb_at += rgb_k_stride  # C*H*W, passed from the host (64-bit when large)
     out = image_ptr + (b * C + c[:, None]) * hw + pixel[None, :]
     tl.store(out, (acc / s[None, :]).to(image_ptr.dtype.element_ty), mask=mask)
     if tl.program_id(1) == 0:
@@ -137,7 +137,7 @@ def alpha_composite(rgb: torch.Tensor, alpha_logits: torch.Tensor) -> tuple[torc
     block_c, block_p = _blocks(channels, hw)
     launch(
         _alpha_fwd_kernel, (triton.cdiv(hw, block_p), triton.cdiv(channels, block_c), batch),
-        rgb, alpha_logits, image, alpha, count, channels, hw,
+        rgb, alpha_logits, image, alpha, count, channels, hw, channels * hw,
         F64=is_f64(rgb), BLOCK_P=block_p, BLOCK_C=block_c,
     )
     return image, alpha
@@ -161,7 +161,9 @@ def alpha_composite_backward(
         block_p = min(block_p, 256)
         launch(
             _alpha_bwd_kernel, (triton.cdiv(hw, block_p), batch),
-            grad_image, grad_alpha, rgb, alpha_logits, grad_rgb, grad_logits, count, channels, hw,
+            # An output not asked for is never written; its slot gets a real tensor, not an empty one.
+            grad_image, grad_alpha, rgb, alpha_logits, grad_rgb if need_rgb else rgb,
+            grad_logits if need_logits else alpha_logits, count, channels, hw,
             NEED_RGB=need_rgb, NEED_LOGITS=need_logits, F64=is_f64(rgb), BLOCK_P=block_p, BLOCK_C=block_c,
         )
     return grad_rgb, grad_logits

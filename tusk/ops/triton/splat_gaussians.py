@@ -337,7 +337,9 @@ def splat_gaussians_backward(
     total = batch * count
     launch(
         _splat_bwd_kernel, (triton.cdiv(total, block_k),),
-        grad, xy, descriptors, xy if weights is None else weights, grad_xy, grad_desc, grad_w,
+        # Outputs not asked for are never written; their slots get real tensors, not empty ones.
+        grad, xy, descriptors, xy if weights is None else weights,
+        grad_xy if need_xy else xy, grad_desc if need_desc else descriptors, grad_w if need_w else xy,
         total, count, channels, height, width, scalar_bits(variance), radius, *strides,
         HAS_WEIGHTS=weights is not None, NORMALIZE=normalize, NEED_XY=need_xy, NEED_DESC=need_desc,
         NEED_W=need_w, F64=is_f64(xy), BLOCK_K=block_k, BLOCK_W=block_w,
