@@ -2,16 +2,32 @@
 
 Targets are fixed, not discovered: a missing C++ build makes the ``cpp`` tests fail, never skip.
 GPU targets skip only when no CUDA GPU is visible.
+
+Without a GPU the Triton kernels run on CPU tensors under the Triton interpreter. It must be on
+before the kernels are defined (``@triton.jit`` reads it when ``tusk.ops`` imports its Triton
+backend) and is safest before triton itself is imported: ``import torch`` imports neither, but
+``torch._dynamo`` (so ``torch.compile``) imports triton. So it is set here, before any test module
+is collected. The ``("cpu", "triton")`` target then runs every op test at its (small) shapes.
 """
+import importlib.util
 import os
+import sys
 
 import pytest
 import torch
 
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 HAS_GPU = torch.cuda.is_available()
 needs_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA GPU")
+#: The Triton kernels run on CPU tensors: interpreter on (set above or by the user) and triton
+#: installed (a dependency on Linux, so a broken install fails the tests there instead of hiding them).
+TRITON_ON_CPU = os.environ.get("TRITON_INTERPRET") == "1" and (
+    sys.platform.startswith("linux") or importlib.util.find_spec("triton") is not None
+)
 
-CPU_TARGETS = [("cpu", "reference"), ("cpu", "cpp")]
+CPU_TARGETS = [("cpu", "reference"), ("cpu", "cpp")] + ([("cpu", "triton")] if TRITON_ON_CPU else [])
 GPU_TARGETS = [("cuda", "reference"), ("cuda", "cuda"), ("cuda", "triton")]
 
 

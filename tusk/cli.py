@@ -6,6 +6,19 @@ import sys
 from collections.abc import Callable, Sequence
 
 
+def _triton_line(info: dict) -> str:
+    if not info["triton_backend"]:
+        return f"not available: {info['triton_error']}"
+    places = []
+    if "triton" in info["usable_cuda"]:
+        places.append("usable on CUDA")
+    if "triton" in info["usable_cpu"]:
+        places.append("usable on CPU tensors (TRITON_INTERPRET=1: interpreted, slow)")
+    if not places:
+        places.append("not usable here (needs a CUDA GPU; TRITON_INTERPRET=1 runs it on CPU tensors, slowly)")
+    return "importable, " + ", ".join(places)
+
+
 def _info(args: argparse.Namespace) -> int:
     import tusk
     from tusk.ops import describe
@@ -20,11 +33,7 @@ def _info(args: argparse.Namespace) -> int:
         "  reference  built, usable (plain PyTorch)",
         "  cpp        " + ("built, usable on CPU" if info["cpp"] else f"NOT BUILT: {info['cpp_error']}"),
         "  cuda       " + ("built, usable" if info["cuda"] else "not available (needs a CUDA build of tusk._C and a GPU)"),
-        "  triton     " + (
-            "importable" + (", usable on CUDA" if info["usable_cuda"] and "triton" in info["usable_cuda"] else "")
-            + (", usable on CPU (TRITON_INTERPRET=1)" if "triton" in info["usable_cpu"] else "")
-            if info["triton_backend"] else f"not available: {info['triton_error']}"
-        ),
+        "  triton     " + _triton_line(info),
         f"auto on CPU -> {info['auto_cpu']}",
     ]
     print("\n".join(lines))
