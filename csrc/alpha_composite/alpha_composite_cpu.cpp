@@ -1,38 +1,55 @@
 // alpha_composite on the CPU: softmax over K of alpha logits [B,K,1,H,W], blend of rgb
 // [B,K,C,H,W] into image [B,C,H,W].
 //
-// Memory-bound, so both passes stream every input once: the work is split into blocks of
-// kBlock pixels of one image (parallel over (batch, pixel block)); inside a block, every loop
-// runs over contiguous pixels (auto-vectorised; softmax_exp.h keeps exp vectorisable), and the
-// per-block softmax state (max, sum, alpha) stays in L1.
+// Memory-bound, so both passes read every input once and write every output once: the work is
+// split into blocks of pixels of one image (parallel over (batch, pixel block)); inside a block
+// every loop runs over contiguous pixels (auto-vectorised, and compiled for AVX2 / AVX-512 too,
+// see simd.h; softmax_exp.h keeps exp vectorisable), the softmax state (max, sum, alpha) and
+// each output row are built in L1/L2-resident scratch, and rows of large outputs are written
+// with streaming stores (stream_store.h).
 // Backward recomputes the softmax instead of saving alpha:
 //   grad_rgb_k = alpha_k grad_image,
 //   grad_logits_k = alpha_k (g_k - sum_j alpha_j g_j),  g_k = <grad_image, rgb_k>_C + grad_alpha_k.
 // grad_image / grad_alpha may be absent (an unused output): they count as zero and are not read.
+// rgb and alpha_logits may be strided over (B, K, C) as long as each H x W plane is contiguous
+// (e.g. channel slices of one decoder output [B, K, C+1, H, W]): no copy is made then.
 #include <algorithm>
 #include <vector>
 
 #include "alpha_composite/softmax_exp.h"
 #include "common.h"
 #include "fresh_memory.h"
+#include "simd.h"
+#include "stream_store.h"
 
 namespace tusk {
 namespace {
 
-// Pixels per block: 256 floats = 1 KiB rows; with K=6, C=3 a block's rows fit in L1 (~33 KiB).
-constexpr int64_t kBlock = 256;
+// Upper bound of pixels per block (stack scratch size); the block shrinks for large K so that
+// the [K][block] scratch rows stay in L2 (kScratchElements per task).
+constexpr int64_t kMaxBlock = 2048;
+constexpr int64_t kScratchElements = 65536;
 
+// Where the rows of the inputs are: row (b, k, c) of rgb starts at b*rgb_b + k*rgb_k + c*rgb_c,
+// row (b, k) of the logits at b*logits_b + k*logits_k; every row holds HW contiguous pixels.
+// Outputs and cotangents are contiguous.
 struct CompositeShape {
   int64_t B, K, C, HW;
-  int64_t blocks_per_image() const { return (HW + kBlock - 1) / kBlock; }
+  int64_t rgb_b, rgb_k, rgb_c, logits_b, logits_k;
+  int64_t block() const {
+    const int64_t fit = (kScratchElements / (2 * K + C + 1)) / 64 * 64;
+    return std::min(kMaxBlock, std::max<int64_t>(64, fit));
+  }
+  int64_t blocks_per_image() const { return (HW + block() - 1) / block(); }
 };
 
-// alpha[k][p] = exp(l[k][p] - max_k l) / sum; rows are `stride` apart. m and s: kBlock scratch.
-template <typename scalar_t, typename out_t>
-inline void softmax_block(const scalar_t* __restrict__ logits, int64_t K, int64_t stride, int64_t n,
-                          out_t* __restrict__ alpha, int64_t alpha_stride, acc_t<scalar_t>* __restrict__ m,
-                          acc_t<scalar_t>* __restrict__ s) {
-  using acc = acc_t<scalar_t>;
+// alpha[k][p] = exp(l[k][p] - max_k l) / sum for the n pixels of a block; logits rows are
+// `stride` apart, alpha rows `alpha_stride`. m and s: scratch of n.
+template <typename scalar_t, typename acc>
+TUSK_INLINE_IN_CLONES void softmax_block(const scalar_t* __restrict__ logits, int64_t K,
+                                         int64_t stride, int64_t n, acc* __restrict__ alpha,
+                                         int64_t alpha_stride, acc* __restrict__ m,
+                                         acc* __restrict__ s) {
   for (int64_t p = 0; p < n; ++p) m[p] = logits[p];
   for (int64_t k = 1; k < K; ++k) {
     const scalar_t* __restrict__ l = logits + k * stride;
@@ -41,49 +58,120 @@ inline void softmax_block(const scalar_t* __restrict__ logits, int64_t K, int64_
   for (int64_t p = 0; p < n; ++p) s[p] = acc(0);
   for (int64_t k = 0; k < K; ++k) {
     const scalar_t* __restrict__ l = logits + k * stride;
-    out_t* __restrict__ a = alpha + k * alpha_stride;
+    acc* __restrict__ a = alpha + k * alpha_stride;
     for (int64_t p = 0; p < n; ++p) {
       const acc e = softmax_exp(static_cast<acc>(l[p]) - m[p]);
-      a[p] = static_cast<out_t>(e);
+      a[p] = e;
       s[p] += e;
     }
   }
   for (int64_t p = 0; p < n; ++p) s[p] = acc(1) / s[p];
   for (int64_t k = 0; k < K; ++k) {
-    out_t* __restrict__ a = alpha + k * alpha_stride;
-    for (int64_t p = 0; p < n; ++p) a[p] = static_cast<out_t>(a[p] * s[p]);
+    acc* __restrict__ a = alpha + k * alpha_stride;
+    for (int64_t p = 0; p < n; ++p) a[p] *= s[p];
   }
+}
+
+struct StreamOutputs {
+  bool first, second;
+};
+
+// One block of n pixels of image b. Input pointers are at the block's first pixel of image b;
+// output pointers likewise (contiguous [K or C][HW] rows). alpha: [K][block] scratch.
+template <typename scalar_t>
+TUSK_SIMD_CLONES void forward_block(const CompositeShape& s, const scalar_t* rgb,
+                                    const scalar_t* logits, scalar_t* image, scalar_t* alpha_out,
+                                    acc_t<scalar_t>* alpha, int64_t n, StreamOutputs stream) {
+  using acc = acc_t<scalar_t>;
+  acc m[kMaxBlock], sum[kMaxBlock], row[kMaxBlock];
+  const int64_t block = s.block();
+  softmax_block<scalar_t, acc>(logits, s.K, s.logits_k, n, alpha, block, m, sum);
+  for (int64_t c = 0; c < s.C; ++c) {
+    const scalar_t* __restrict__ r = rgb + c * s.rgb_c;
+    const acc* __restrict__ a = alpha;
+    for (int64_t p = 0; p < n; ++p) row[p] = a[p] * static_cast<acc>(r[p]);
+    for (int64_t k = 1; k < s.K; ++k) {
+      r = rgb + k * s.rgb_k + c * s.rgb_c;
+      a = alpha + k * block;
+      for (int64_t p = 0; p < n; ++p) row[p] += a[p] * static_cast<acc>(r[p]);
+    }
+    write_row(image + c * s.HW, row, n, stream.first);
+  }
+  for (int64_t k = 0; k < s.K; ++k) write_row(alpha_out + k * s.HW, alpha + k * block, n, stream.second);
+  if (stream.first || stream.second) stream_fence();
 }
 
 template <typename scalar_t>
 void forward_kernel(const CompositeShape& s, const scalar_t* rgb, const scalar_t* logits,
-                    scalar_t* image, scalar_t* alpha) {
+                    scalar_t* image, scalar_t* alpha_out) {
   using acc = acc_t<scalar_t>;
-  const int64_t blocks = s.blocks_per_image();
-  at::parallel_for(0, s.B * blocks, grain_for(kBlock * s.K * (s.C + 8)), [&](int64_t begin, int64_t end) {
-    acc m[kBlock], sum[kBlock];
+  const int64_t blocks = s.blocks_per_image(), block = s.block();
+  const int64_t bytes = sizeof(scalar_t);
+  const StreamOutputs stream{s.B * s.C * s.HW * bytes >= kStreamBytes,
+                             s.B * s.K * s.HW * bytes >= kStreamBytes};
+  at::parallel_for(0, s.B * blocks, grain_for(block * s.K * (s.C + 8)), [&](int64_t begin, int64_t end) {
+    std::vector<acc> alpha(s.K * block);
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t b = item / blocks, p0 = (item % blocks) * kBlock;
-      const int64_t n = std::min(kBlock, s.HW - p0);
-      scalar_t* __restrict__ a0 = alpha + b * s.K * s.HW + p0;
-      softmax_block<scalar_t, scalar_t>(logits + b * s.K * s.HW + p0, s.K, s.HW, n, a0, s.HW, m, sum);
-      const scalar_t* rgb_b = rgb + b * s.K * s.C * s.HW + p0;
-      scalar_t* image_b = image + b * s.C * s.HW + p0;
-      for (int64_t c = 0; c < s.C; ++c) {
-        scalar_t* __restrict__ out = image_b + c * s.HW;
-        const scalar_t* __restrict__ r = rgb_b + c * s.HW;
-        for (int64_t p = 0; p < n; ++p) out[p] = a0[p] * r[p];
-      }
-      for (int64_t k = 1; k < s.K; ++k) {
-        const scalar_t* __restrict__ a = a0 + k * s.HW;
-        for (int64_t c = 0; c < s.C; ++c) {
-          scalar_t* __restrict__ out = image_b + c * s.HW;
-          const scalar_t* __restrict__ r = rgb_b + (k * s.C + c) * s.HW;
-          for (int64_t p = 0; p < n; ++p) out[p] = static_cast<scalar_t>(out[p] + a[p] * r[p]);
-        }
-      }
+      const int64_t b = item / blocks, p0 = (item % blocks) * block;
+      forward_block<scalar_t>(s, rgb + b * s.rgb_b + p0, logits + b * s.logits_b + p0,
+                              image + b * s.C * s.HW + p0, alpha_out + b * s.K * s.HW + p0,
+                              alpha.data(), std::min(block, s.HW - p0), stream);
     }
   });
+}
+
+// Gradients of one block. alpha and g: [K][block] scratch. grad_image / grad_alpha /
+// grad_rgb / grad_logits may be null (absent cotangent, gradient not requested).
+template <typename scalar_t>
+TUSK_SIMD_CLONES void backward_block(const CompositeShape& s, const scalar_t* grad_image,
+                                     const scalar_t* grad_alpha, const scalar_t* rgb,
+                                     const scalar_t* logits, scalar_t* grad_rgb,
+                                     scalar_t* grad_logits, acc_t<scalar_t>* alpha,
+                                     acc_t<scalar_t>* g, int64_t n, StreamOutputs stream) {
+  using acc = acc_t<scalar_t>;
+  acc m[kMaxBlock], sum[kMaxBlock], dot[kMaxBlock], row[kMaxBlock];
+  const int64_t block = s.block();
+  softmax_block<scalar_t, acc>(logits, s.K, s.logits_k, n, alpha, block, m, sum);
+  for (int64_t p = 0; p < n; ++p) dot[p] = acc(0);
+  for (int64_t k = 0; k < s.K; ++k) {
+    const acc* __restrict__ a = alpha + k * block;
+    if (grad_rgb) {
+      for (int64_t c = 0; c < s.C; ++c) {
+        if (grad_image) {
+          const scalar_t* __restrict__ gi = grad_image + c * s.HW;
+          for (int64_t p = 0; p < n; ++p) row[p] = a[p] * static_cast<acc>(gi[p]);
+        } else {
+          for (int64_t p = 0; p < n; ++p) row[p] = acc(0);
+        }
+        write_row(grad_rgb + (k * s.C + c) * s.HW, row, n, stream.first);
+      }
+    }
+    if (!grad_logits) continue;
+    acc* __restrict__ gk = g + k * block;
+    if (grad_alpha) {
+      const scalar_t* __restrict__ ga = grad_alpha + k * s.HW;
+      for (int64_t p = 0; p < n; ++p) gk[p] = ga[p];
+    } else {
+      for (int64_t p = 0; p < n; ++p) gk[p] = acc(0);
+    }
+    if (grad_image) {
+      for (int64_t c = 0; c < s.C; ++c) {
+        const scalar_t* __restrict__ gi = grad_image + c * s.HW;
+        const scalar_t* __restrict__ r = rgb + k * s.rgb_k + c * s.rgb_c;
+        for (int64_t p = 0; p < n; ++p) gk[p] += static_cast<acc>(gi[p]) * static_cast<acc>(r[p]);
+      }
+    }
+    for (int64_t p = 0; p < n; ++p) dot[p] += a[p] * gk[p];
+  }
+  if (grad_logits) {
+    for (int64_t k = 0; k < s.K; ++k) {
+      const acc* __restrict__ a = alpha + k * block;
+      const acc* __restrict__ gk = g + k * block;
+      for (int64_t p = 0; p < n; ++p) row[p] = a[p] * (gk[p] - dot[p]);
+      write_row(grad_logits + k * s.HW, row, n, stream.second);
+    }
+  }
+  if (stream.first || stream.second) stream_fence();
 }
 
 template <typename scalar_t>
@@ -91,63 +179,35 @@ void backward_kernel(const CompositeShape& s, const scalar_t* grad_image, const 
                      const scalar_t* rgb, const scalar_t* logits, scalar_t* grad_rgb,
                      scalar_t* grad_logits) {
   using acc = acc_t<scalar_t>;
-  const int64_t blocks = s.blocks_per_image();
-  at::parallel_for(0, s.B * blocks, grain_for(kBlock * s.K * (2 * s.C + 12)), [&](int64_t begin, int64_t end) {
-    acc m[kBlock], sum[kBlock], dot[kBlock], g[kBlock];
-    std::vector<acc> alpha_buffer(s.K * kBlock);  // this block's alpha, [K][kBlock]
-    acc* alpha = alpha_buffer.data();
+  const int64_t blocks = s.blocks_per_image(), block = s.block();
+  const int64_t bytes = sizeof(scalar_t);
+  const StreamOutputs stream{s.B * s.K * s.C * s.HW * bytes >= kStreamBytes,
+                             s.B * s.K * s.HW * bytes >= kStreamBytes};
+  at::parallel_for(0, s.B * blocks, grain_for(block * s.K * (2 * s.C + 12)), [&](int64_t begin, int64_t end) {
+    std::vector<acc> scratch(2 * s.K * block);  // alpha and g of the current block
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t b = item / blocks, p0 = (item % blocks) * kBlock;
-      const int64_t n = std::min(kBlock, s.HW - p0);
-      softmax_block<scalar_t, acc>(logits + b * s.K * s.HW + p0, s.K, s.HW, n, alpha, kBlock, m, sum);
-      const scalar_t* gi_b = grad_image ? grad_image + b * s.C * s.HW + p0 : nullptr;
-      const scalar_t* rgb_b = rgb + b * s.K * s.C * s.HW + p0;
-      for (int64_t p = 0; p < n; ++p) dot[p] = acc(0);
-      for (int64_t k = 0; k < s.K; ++k) {
-        const acc* __restrict__ a = alpha + k * kBlock;
-        const int64_t bk = b * s.K + k;
-        if (grad_rgb) {
-          for (int64_t c = 0; c < s.C; ++c) {
-            scalar_t* __restrict__ out = grad_rgb + (bk * s.C + c) * s.HW + p0;
-            if (gi_b) {
-              const scalar_t* __restrict__ gi = gi_b + c * s.HW;
-              for (int64_t p = 0; p < n; ++p) out[p] = static_cast<scalar_t>(a[p] * gi[p]);
-            } else {
-              std::fill_n(out, n, scalar_t(0));
-            }
-          }
-        }
-        if (!grad_logits) continue;
-        if (grad_alpha) {
-          const scalar_t* __restrict__ ga = grad_alpha + bk * s.HW + p0;
-          for (int64_t p = 0; p < n; ++p) g[p] = ga[p];
-        } else {
-          for (int64_t p = 0; p < n; ++p) g[p] = acc(0);
-        }
-        if (gi_b) {
-          for (int64_t c = 0; c < s.C; ++c) {
-            const scalar_t* __restrict__ gi = gi_b + c * s.HW;
-            const scalar_t* __restrict__ r = rgb_b + (k * s.C + c) * s.HW;
-            for (int64_t p = 0; p < n; ++p) g[p] += static_cast<acc>(gi[p]) * static_cast<acc>(r[p]);
-          }
-        }
-        scalar_t* __restrict__ gl = grad_logits + bk * s.HW + p0;
-        for (int64_t p = 0; p < n; ++p) {
-          gl[p] = static_cast<scalar_t>(g[p]);  // g_k for now; scaled below once dot is known
-          dot[p] += a[p] * g[p];
-        }
-      }
-      if (!grad_logits) continue;
-      for (int64_t k = 0; k < s.K; ++k) {
-        const acc* __restrict__ a = alpha + k * kBlock;
-        scalar_t* __restrict__ gl = grad_logits + (b * s.K + k) * s.HW + p0;
-        for (int64_t p = 0; p < n; ++p) gl[p] = static_cast<scalar_t>(a[p] * (gl[p] - dot[p]));
-      }
+      const int64_t b = item / blocks, p0 = (item % blocks) * block;
+      const int64_t bk0 = b * s.K;
+      backward_block<scalar_t>(
+          s, grad_image ? grad_image + b * s.C * s.HW + p0 : nullptr,
+          grad_alpha ? grad_alpha + bk0 * s.HW + p0 : nullptr, rgb + b * s.rgb_b + p0,
+          logits + b * s.logits_b + p0, grad_rgb ? grad_rgb + bk0 * s.C * s.HW + p0 : nullptr,
+          grad_logits ? grad_logits + bk0 * s.HW + p0 : nullptr, scratch.data(),
+          scratch.data() + s.K * block, std::min(block, s.HW - p0), stream);
     }
   });
 }
 
-CompositeShape check_inputs(const at::Tensor& rgb, const at::Tensor& logits) {
+// True when each H x W plane of a [B, K, C, H, W] tensor is contiguous.
+bool planes_contiguous(const at::Tensor& t) {
+  return (t.size(4) == 1 || t.stride(4) == 1) && (t.size(3) == 1 || t.stride(3) == t.size(4));
+}
+
+at::Tensor with_contiguous_planes(const at::Tensor& t) {
+  return planes_contiguous(t) ? t : t.contiguous();
+}
+
+void check_inputs(const at::Tensor& rgb, const at::Tensor& logits) {
   check_float_tensor(rgb, "rgb", 5);
   check_float_tensor(logits, "alpha_logits", 5);
   check_cpu(rgb, "rgb");
@@ -159,17 +219,25 @@ CompositeShape check_inputs(const at::Tensor& rgb, const at::Tensor& logits) {
               "alpha_logits must be [B,K,1,H,W] matching rgb ", rgb.sizes(), ", got ",
               logits.sizes());
   TORCH_CHECK(rgb.size(1) > 0, "rgb must have K >= 1, got ", rgb.sizes());
-  return CompositeShape{rgb.size(0), rgb.size(1), rgb.size(2), rgb.size(3) * rgb.size(4)};
+}
+
+// rgb and logits must already have contiguous planes.
+CompositeShape shape_of(const at::Tensor& rgb, const at::Tensor& logits) {
+  return CompositeShape{rgb.size(0),    rgb.size(1),    rgb.size(2),
+                        rgb.size(3) * rgb.size(4),
+                        rgb.stride(0),  rgb.stride(1),  rgb.stride(2),
+                        logits.stride(0), logits.stride(1)};
 }
 
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> alpha_composite_cpu(const at::Tensor& rgb_in,
                                                        const at::Tensor& logits_in) {
-  const CompositeShape s = check_inputs(rgb_in, logits_in);
-  const at::Tensor rgb = rgb_in.contiguous(), logits = logits_in.contiguous();
+  check_inputs(rgb_in, logits_in);
+  const at::Tensor rgb = with_contiguous_planes(rgb_in), logits = with_contiguous_planes(logits_in);
+  const CompositeShape s = shape_of(rgb, logits);
   at::Tensor image = at::empty({rgb.size(0), rgb.size(2), rgb.size(3), rgb.size(4)}, rgb.options());
-  at::Tensor alpha = at::empty_like(logits);
+  at::Tensor alpha = at::empty(logits.sizes(), logits.options());
   advise_fresh_output(alpha);
   if (s.B * s.HW == 0) return {image, alpha};
   AT_DISPATCH_FLOATING_TYPES(rgb.scalar_type(), "alpha_composite_cpu", [&] {
@@ -182,8 +250,9 @@ std::tuple<at::Tensor, at::Tensor> alpha_composite_cpu(const at::Tensor& rgb_in,
 std::tuple<at::Tensor, at::Tensor> alpha_composite_backward_cpu(
     const std::optional<at::Tensor>& grad_image_in, const std::optional<at::Tensor>& grad_alpha_in,
     const at::Tensor& rgb_in, const at::Tensor& logits_in, std::array<bool, 2> output_mask) {
-  const CompositeShape s = check_inputs(rgb_in, logits_in);
-  const at::Tensor rgb = rgb_in.contiguous(), logits = logits_in.contiguous();
+  check_inputs(rgb_in, logits_in);
+  const at::Tensor rgb = with_contiguous_planes(rgb_in), logits = with_contiguous_planes(logits_in);
+  const CompositeShape s = shape_of(rgb, logits);
   at::Tensor grad_image, grad_alpha;
   if (grad_image_in.has_value()) {
     check_cpu(*grad_image_in, "grad_image");
@@ -199,8 +268,9 @@ std::tuple<at::Tensor, at::Tensor> alpha_composite_backward_cpu(
                 grad_alpha_in->sizes());
     grad_alpha = grad_alpha_in->contiguous();
   }
-  at::Tensor grad_rgb = output_mask[0] ? at::empty_like(rgb) : rgb.new_empty({0});
-  at::Tensor grad_logits = output_mask[1] ? at::empty_like(logits) : logits.new_empty({0});
+  at::Tensor grad_rgb = output_mask[0] ? at::empty(rgb.sizes(), rgb.options()) : rgb.new_empty({0});
+  at::Tensor grad_logits =
+      output_mask[1] ? at::empty(logits.sizes(), logits.options()) : logits.new_empty({0});
   advise_fresh_output(grad_rgb);
   if (s.B * s.HW == 0 || !(output_mask[0] || output_mask[1])) return {grad_rgb, grad_logits};
   AT_DISPATCH_FLOATING_TYPES(rgb.scalar_type(), "alpha_composite_backward_cpu", [&] {

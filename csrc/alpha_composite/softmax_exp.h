@@ -10,9 +10,11 @@
 #include <cstring>
 #include <limits>
 
+#include "simd.h"
+
 namespace tusk {
 
-inline float softmax_exp(float x) {
+TUSK_INLINE_IN_CLONES float softmax_exp(float x) {
   constexpr float kLowest = -87.33654f;     // log(FLT_MIN)
   constexpr float kShifter = 12582912.0f;   // 1.5 * 2^23: (t + s) - s rounds t to an integer
   const float xc = x < kLowest ? kLowest : x;  // NaN compares false and stays NaN
@@ -35,6 +37,6 @@ inline float softmax_exp(float x) {
   return x < kLowest ? 0.0f : result;
 }
 
-inline double softmax_exp(double x) { return std::exp(x); }
+TUSK_INLINE_IN_CLONES double softmax_exp(double x) { return std::exp(x); }
 
 }  // namespace tusk

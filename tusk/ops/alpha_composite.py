@@ -44,7 +44,9 @@ def alpha_composite(
     name = resolve_backend("alpha_composite", backend, rgb)
     if name == "reference":
         return reference.alpha_composite(rgb, alpha_logits)
-    image, alpha = kernel_namespace(name).alpha_composite(rgb.contiguous(), alpha_logits.contiguous())
+    # No .contiguous(): the kernels read (B, K, C)-strided inputs whose H x W planes are
+    # contiguous in place, e.g. rgb / alpha channel slices of one decoder output.
+    image, alpha = kernel_namespace(name).alpha_composite(rgb, alpha_logits)
     return image, alpha
 
 
