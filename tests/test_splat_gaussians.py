@@ -197,18 +197,18 @@ class TestSplatGaussians:
         device, backend = target
         dtype = torch.float64
         # Keep xy + 0.5 away from integers: the window jumps there (no gradient by design).
-        centres = torch.randint(-1, 8, (2, 5, 2), device=device).to(dtype)
-        xy = (centres + 0.7 * (torch.rand(2, 5, 2, device=device, dtype=dtype) - 0.5)).requires_grad_(True)
-        descriptors = torch.randn(2, 5, 3, device=device, dtype=dtype, requires_grad=True)
-        weights = (torch.rand(2, 5, device=device, dtype=dtype) + 0.5).requires_grad_(True)
-        for radius in (1, 100):
+        centres = torch.randint(-1, 6, (2, 4, 2), device=device).to(dtype)
+        xy = (centres + 0.7 * (torch.rand(2, 4, 2, device=device, dtype=dtype) - 0.5)).requires_grad_(True)
+        descriptors = torch.randn(2, 4, 2, device=device, dtype=dtype, requires_grad=True)
+        weights = (torch.rand(2, 4, device=device, dtype=dtype) + 0.5).requires_grad_(True)
+        for radius in (1, 100):  # a window inside the map, and one larger than the map
             def fn(p, d, w):
-                return splat_gaussians(p, d, w, (5, 6), variance=0.4, radius=radius, normalize=normalize,
+                return splat_gaussians(p, d, w, (4, 5), variance=0.4, radius=radius, normalize=normalize,
                                        reduce=reduce, backend=backend)
 
             assert torch.autograd.gradcheck(fn, (xy, descriptors, weights))
         assert torch.autograd.gradcheck(
-            lambda p, d: splat_gaussians(p, d, None, (5, 6), variance=0.4, normalize=normalize, reduce=reduce, backend=backend),
+            lambda p, d: splat_gaussians(p, d, None, (4, 5), variance=0.4, normalize=normalize, reduce=reduce, backend=backend),
             (xy, descriptors),
         )
 
