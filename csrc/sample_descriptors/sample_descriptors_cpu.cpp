@@ -6,8 +6,10 @@
 // deterministic and race-free without atomics. Planes are zeroed inside that task so the page
 // faults of a fresh gradient are spread over the threads.
 #include <cstring>
+#include <vector>
 
 #include "common.h"
+#include "memory/cpu_buffer_pool.h"
 
 namespace tusk {
 namespace {
@@ -78,17 +80,26 @@ void grad_features_kernel(const at::Tensor& grad, const at::Tensor& xy, at::Tens
   const scalar_t* p = xy.data_ptr<scalar_t>();
   const scalar_t* g = grad.data_ptr<scalar_t>();
   scalar_t* gf = grad_features.data_ptr<scalar_t>();
+  // Taps once per keypoint, not once per (keypoint, channel): at SuperPoint sizes (C=128) the
+  // recomputation cost more than the scatter itself.
+  std::vector<BilinearTaps<acc>> taps(B * K);
+  at::parallel_for(0, B * K, grain_for(64), [&](int64_t begin, int64_t end) {
+    for (int64_t bk = begin; bk < end; ++bk) {
+      taps[bk] = bilinear_taps<acc>(p[2 * bk], p[2 * bk + 1], H, W, padding);
+    }
+  });
   at::parallel_for(0, B * C, grain_for(H * W + 8 * K), [&](int64_t begin, int64_t end) {
     for (int64_t bc = begin; bc < end; ++bc) {
       const int64_t b = bc / C, c = bc % C;
       scalar_t* plane = gf + bc * H * W;
       std::memset(plane, 0, sizeof(scalar_t) * H * W);
+      const BilinearTaps<acc>* tb = taps.data() + b * K;
+      const scalar_t* gb = g + b * K * C + c;
       for (int64_t k = 0; k < K; ++k) {
-        const int64_t bk = b * K + k;
-        const auto taps = bilinear_taps<acc>(p[2 * bk], p[2 * bk + 1], H, W, padding);
-        const acc gc = g[bk * C + c];
+        const acc gc = gb[k * C];
+        const BilinearTaps<acc>& t = tb[k];
         for (int i = 0; i < 4; ++i) {
-          plane[taps.index[i]] += static_cast<scalar_t>(taps.weight[i] * gc);
+          plane[t.index[i]] += static_cast<scalar_t>(t.weight[i] * gc);
         }
       }
     }
@@ -132,7 +143,8 @@ std::tuple<at::Tensor, at::Tensor> sample_descriptors_backward_cpu(
   const at::Tensor grad = grad_in.contiguous();
   TORCH_CHECK(grad.sizes() == at::IntArrayRef({features.size(0), xy.size(1), features.size(1)}),
               "grad must be [B,K,C], got ", grad.sizes());
-  at::Tensor grad_features = output_mask[0] ? at::empty_like(features) : features.new_empty({0});
+  at::Tensor grad_features =
+      output_mask[0] ? empty_pooled(features.sizes(), features.scalar_type()) : features.new_empty({0});
   at::Tensor grad_xy = output_mask[1] ? at::zeros_like(xy) : xy.new_empty({0});
   AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "sample_descriptors_backward_cpu", [&] {
     if (output_mask[0] && grad_features.numel() > 0) {

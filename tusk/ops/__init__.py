@@ -12,6 +12,7 @@ from . import _backend
 from ._backend import available_backends, describe, use_backend
 from .alpha_composite import alpha_composite
 from .coords import from_normalized, to_normalized
+from .cpu_cache import cpu_cache_info, empty_cpu_cache
 from .detect_keypoints import Detections, detect_keypoints
 from .gmm_prototype_samples import gmm_prototype_samples
 from .sample_descriptors import sample_descriptors
@@ -22,8 +23,10 @@ __all__ = [
     "Detections",
     "alpha_composite",
     "available_backends",
+    "cpu_cache_info",
     "describe",
     "detect_keypoints",
+    "empty_cpu_cache",
     "from_normalized",
     "gmm_prototype_samples",
     "sample_descriptors",
