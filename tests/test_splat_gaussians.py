@@ -152,20 +152,23 @@ class TestSplatGaussians:
 
     @pytest.mark.parametrize("reduce", ["sum", "none"])
     def test_large_output(self, kernel_target, reduce):
-        """Outputs of >= 32 MB take the fresh-memory path (huge-page advice)."""
+        """Outputs of >= 8 MB come from the C++ buffer pool: a reused buffer holds the previous
+        call's values, which must not leak into the next result."""
         device, backend = kernel_target
-        channels = 64 if reduce == "sum" else 16
-        case = _case(device, torch.float32, 1, 4, channels, (384, 390), variance=0.5)
-        names, inputs = _grad_inputs(case)
-        for t in inputs:
-            t.requires_grad_(True)
-        actual = _call(case, backend, reduce=reduce)
-        expected = _call(case, "reference", reduce=reduce)
-        assert actual.numel() * 4 >= 32 << 20
-        assert_close(actual, expected)
-        cotangent = torch.randn_like(expected)
-        for a, e in zip(torch.autograd.grad(actual, inputs, cotangent), torch.autograd.grad(expected, inputs, cotangent)):
-            assert_close(a, e)
+        channels = 16 if reduce == "sum" else 4
+        for _ in range(2):
+            case = _case(device, torch.float32, 1, 4, channels, (384, 390), variance=0.5)
+            names, inputs = _grad_inputs(case)
+            for t in inputs:
+                t.requires_grad_(True)
+            actual = _call(case, backend, reduce=reduce)
+            expected = _call(case, "reference", reduce=reduce)
+            assert actual.numel() * 4 >= 8 << 20
+            assert_close(actual, expected)
+            cotangent = torch.randn_like(expected)
+            for a, e in zip(torch.autograd.grad(actual, inputs, cotangent), torch.autograd.grad(expected, inputs, cotangent)):
+                assert_close(a, e)
+            del actual
 
     def test_rounding_rule_half_pixels(self, target, dtype):
         """The window centre is floor(xy + 0.5): 1.5 -> 2, -0.5 -> 0, W - 0.5 -> W (outside)."""

@@ -18,7 +18,7 @@
 
 #include "alpha_composite/softmax_exp.h"
 #include "common.h"
-#include "fresh_memory.h"
+#include "memory/cpu_buffer_pool.h"
 #include "simd.h"
 #include "stream_store.h"
 
@@ -236,9 +236,9 @@ std::tuple<at::Tensor, at::Tensor> alpha_composite_cpu(const at::Tensor& rgb_in,
   check_inputs(rgb_in, logits_in);
   const at::Tensor rgb = with_contiguous_planes(rgb_in), logits = with_contiguous_planes(logits_in);
   const CompositeShape s = shape_of(rgb, logits);
-  at::Tensor image = at::empty({rgb.size(0), rgb.size(2), rgb.size(3), rgb.size(4)}, rgb.options());
-  at::Tensor alpha = at::empty(logits.sizes(), logits.options());
-  advise_fresh_output(alpha);
+  // Large outputs come from the buffer pool (no page faults for a fresh buffer every step).
+  at::Tensor image = empty_pooled({rgb.size(0), rgb.size(2), rgb.size(3), rgb.size(4)}, rgb.scalar_type());
+  at::Tensor alpha = empty_pooled(logits.sizes(), logits.scalar_type());
   if (s.B * s.HW == 0) return {image, alpha};
   AT_DISPATCH_FLOATING_TYPES(rgb.scalar_type(), "alpha_composite_cpu", [&] {
     forward_kernel<scalar_t>(s, rgb.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(),
@@ -268,10 +268,10 @@ std::tuple<at::Tensor, at::Tensor> alpha_composite_backward_cpu(
                 grad_alpha_in->sizes());
     grad_alpha = grad_alpha_in->contiguous();
   }
-  at::Tensor grad_rgb = output_mask[0] ? at::empty(rgb.sizes(), rgb.options()) : rgb.new_empty({0});
+  at::Tensor grad_rgb =
+      output_mask[0] ? empty_pooled(rgb.sizes(), rgb.scalar_type()) : rgb.new_empty({0});
   at::Tensor grad_logits =
-      output_mask[1] ? at::empty(logits.sizes(), logits.options()) : logits.new_empty({0});
-  advise_fresh_output(grad_rgb);
+      output_mask[1] ? empty_pooled(logits.sizes(), logits.scalar_type()) : logits.new_empty({0});
   if (s.B * s.HW == 0 || !(output_mask[0] || output_mask[1])) return {grad_rgb, grad_logits};
   AT_DISPATCH_FLOATING_TYPES(rgb.scalar_type(), "alpha_composite_backward_cpu", [&] {
     backward_kernel<scalar_t>(s, grad_image.defined() ? grad_image.data_ptr<scalar_t>() : nullptr,
