@@ -6,9 +6,10 @@
 //
 // Forward: the window factors of every keypoint are computed once (normalisation and weight
 // folded into gx) and reused by all C channels. reduce="sum" runs one task per (batch, channel)
-// plane: the task zeroes its plane (so the page faults of a fresh output are spread over the
-// threads) and adds the keypoints in order -- deterministic, no atomics, and no [B,K,C,H,W] or
-// [B,K,H,W] intermediate. reduce="none" is dense by definition: one task per (b, k, c) plane.
+// plane that zeroes the plane and adds the keypoints in order -- deterministic, no atomics, and
+// no [B,K,C,H,W] or [B,K,H,W] intermediate. reduce="none" is dense by definition: one task per
+// (b, k, c) plane. Large outputs come from the buffer pool (no page faults per call) and are
+// written with streaming stores.
 // Backward: one task per keypoint reads its window of the cotangent once per channel and
 // produces that keypoint's grad_descriptors [C], grad_weights and grad_xy (through the Gaussian
 // and through the normalisation); every output element has one writer.
@@ -17,10 +18,14 @@
 
 #include "common.h"
 #include "memory/cpu_buffer_pool.h"
+#include "stream_store.h"
 #include "tusk/gaussian_window.h"
 
 namespace tusk {
 namespace {
+
+// Planes up to this size are rendered in an L2-resident scratch buffer before being streamed out.
+constexpr int64_t kScratchPlaneBytes = int64_t(256) << 10;
 
 struct SplatShape {
   int64_t B, K, C, H, W;
@@ -66,63 +71,67 @@ void window_factors(const SplatShape& s, const scalar_t* xy, const scalar_t* wei
   });
 }
 
+// Renders one output plane: zero it, then add (reduce="sum") or write (reduce="none") the
+// windows of keypoints [k_begin, k_end) of image b, channel c.
 template <typename scalar_t>
-void forward_sum_kernel(const SplatShape& s, const scalar_t* descriptors,
-                        const std::vector<GaussianWindow>& windows,
-                        const std::vector<acc_t<scalar_t>>& factors, scalar_t* out) {
+void render_plane(const SplatShape& s, const scalar_t* descriptors,
+                  const std::vector<GaussianWindow>& windows,
+                  const std::vector<acc_t<scalar_t>>& factors, int64_t b, int64_t c,
+                  int64_t k_begin, int64_t k_end, scalar_t* plane) {
   using acc = acc_t<scalar_t>;
-  const int64_t ex = s.extent_x(), stride = ex + s.extent_y(), plane_size = s.H * s.W;
-  const int64_t window_cost = s.K * ex * s.extent_y();
-  at::parallel_for(0, s.B * s.C, grain_for(plane_size + window_cost), [&](int64_t begin, int64_t end) {
-    for (int64_t bc = begin; bc < end; ++bc) {
-      const int64_t b = bc / s.C, c = bc % s.C;
-      scalar_t* plane = out + bc * plane_size;
-      std::memset(plane, 0, sizeof(scalar_t) * plane_size);
-      for (int64_t k = 0; k < s.K; ++k) {
-        const int64_t bk = b * s.K + k;
-        const GaussianWindow& window = windows[bk];
-        if (window.empty()) continue;
-        const acc* fx = factors.data() + bk * stride;
-        const acc* fy = fx + ex;
-        const acc coeff = descriptors[bk * s.C + c];
-        for (int64_t j = 0; j < window.height(); ++j) {
-          const acc row_coeff = coeff * fy[j];
-          scalar_t* row = plane + (window.y0 + j) * s.W + window.x0;
-          for (int64_t i = 0; i < window.width(); ++i) {
-            row[i] = static_cast<scalar_t>(row[i] + row_coeff * fx[i]);
-          }
-        }
+  const int64_t ex = s.extent_x(), stride = ex + s.extent_y();
+  std::memset(plane, 0, sizeof(scalar_t) * s.H * s.W);
+  for (int64_t k = k_begin; k < k_end; ++k) {
+    const int64_t bk = b * s.K + k;
+    const GaussianWindow& window = windows[bk];
+    if (window.empty()) continue;
+    const acc* fx = factors.data() + bk * stride;
+    const acc* fy = fx + ex;
+    const acc coeff = descriptors[bk * s.C + c];
+    for (int64_t j = 0; j < window.height(); ++j) {
+      const acc row_coeff = coeff * fy[j];
+      scalar_t* row = plane + (window.y0 + j) * s.W + window.x0;
+      for (int64_t i = 0; i < window.width(); ++i) {
+        row[i] = static_cast<scalar_t>(row[i] + row_coeff * fx[i]);
       }
     }
+  }
+}
+
+// One task per output plane ((b, c) for "sum", (b, k, c) for "none"), so every output element
+// has one writer and keypoints are added in a fixed order. A plane that fits in L2 is rendered
+// in a scratch buffer and copied out with streaming stores when the output is large: the output
+// is then written once, without first being read into the caches (the [32,32,112,112] CLEVR
+// map: 49 MB written instead of 98 MB moved).
+template <typename scalar_t>
+void forward_kernel(const SplatShape& s, const scalar_t* descriptors,
+                    const std::vector<GaussianWindow>& windows,
+                    const std::vector<acc_t<scalar_t>>& factors, scalar_t* out) {
+  const int64_t plane_size = s.H * s.W;
+  const int64_t planes = s.reduce_sum ? s.B * s.C : s.B * s.K * s.C;
+  const int64_t keypoints_per_plane = s.reduce_sum ? s.K : 1;
+  const int64_t bytes = planes * plane_size * static_cast<int64_t>(sizeof(scalar_t));
+  const bool stream = bytes >= kStreamBytes && plane_size * static_cast<int64_t>(sizeof(scalar_t)) <= kScratchPlaneBytes;
+  const int64_t window_cost = keypoints_per_plane * s.extent_x() * s.extent_y();
+  at::parallel_for(0, planes, grain_for(plane_size + window_cost), [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> scratch(stream ? plane_size : 0);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t c = plane % s.C;
+      // "sum": plane = b*C + c holds all K keypoints of image b; "none": plane = (b*K + k)*C + c.
+      const int64_t b = s.reduce_sum ? plane / s.C : plane / (s.K * s.C);
+      const int64_t k_begin = s.reduce_sum ? 0 : (plane / s.C) % s.K;
+      scalar_t* target = stream ? scratch.data() : out + plane * plane_size;
+      render_plane<scalar_t>(s, descriptors, windows, factors, b, c, k_begin,
+                             k_begin + keypoints_per_plane, target);
+      if (stream) write_row(out + plane * plane_size, target, plane_size, true);
+    }
+    if (stream) stream_fence();
   });
 }
 
-template <typename scalar_t>
-void forward_none_kernel(const SplatShape& s, const scalar_t* descriptors,
-                         const std::vector<GaussianWindow>& windows,
-                         const std::vector<acc_t<scalar_t>>& factors, scalar_t* out) {
-  using acc = acc_t<scalar_t>;
-  const int64_t ex = s.extent_x(), stride = ex + s.extent_y(), plane_size = s.H * s.W;
-  at::parallel_for(0, s.B * s.K * s.C, grain_for(plane_size), [&](int64_t begin, int64_t end) {
-    for (int64_t bkc = begin; bkc < end; ++bkc) {
-      const int64_t bk = bkc / s.C;
-      scalar_t* plane = out + bkc * plane_size;
-      std::memset(plane, 0, sizeof(scalar_t) * plane_size);
-      const GaussianWindow& window = windows[bk];
-      if (window.empty()) continue;
-      const acc* fx = factors.data() + bk * stride;
-      const acc* fy = fx + ex;
-      const acc coeff = descriptors[bkc];
-      for (int64_t j = 0; j < window.height(); ++j) {
-        const acc row_coeff = coeff * fy[j];
-        scalar_t* row = plane + (window.y0 + j) * s.W + window.x0;
-        for (int64_t i = 0; i < window.width(); ++i) {
-          row[i] = static_cast<scalar_t>(row_coeff * fx[i]);
-        }
-      }
-    }
-  });
-}
+// Backward prefetching: how many channel planes ahead, for windows of at most kPrefetchRows rows.
+constexpr int64_t kPrefetchPlanes = 6;
+constexpr int64_t kPrefetchRows = 8;
 
 // Gradients of one keypoint. With G = gx gy / S (S = window sum, or 1 without normalize),
 // per channel t_c = sum_p gx gy grad_c, u_c = sum_p gx gy (p.x - x) grad_c, v_c likewise in y:
@@ -175,9 +184,21 @@ void backward_kernel(const SplatShape& s, const scalar_t* grad, const scalar_t* 
       const acc w = weights == nullptr ? acc(1) : static_cast<acc>(weights[bk]);
       const scalar_t* d = descriptors + bk * s.C;
       acc sum_dt = 0, sum_du = 0, sum_dv = 0;
+      const scalar_t* first_plane =
+          grad + (s.reduce_sum ? b * s.C : bk * s.C) * plane_size + window.y0 * s.W + window.x0;
+      const bool prefetch = window.height() <= kPrefetchRows;
       for (int64_t c = 0; c < s.C; ++c) {
-        const int64_t plane_index = s.reduce_sum ? b * s.C + c : bk * s.C + c;
-        const scalar_t* plane = grad + plane_index * plane_size + window.y0 * s.W + window.x0;
+        const scalar_t* plane = first_plane + c * plane_size;
+        // The window rows of one plane are a few scattered cache lines, a miss each when the
+        // cotangent is not cached (the usual case: the forward output and the decoder ran in
+        // between). Requesting them kPrefetchPlanes channels ahead overlaps those misses.
+        if (prefetch && c + kPrefetchPlanes < s.C) {
+          const scalar_t* ahead = plane + kPrefetchPlanes * plane_size;
+          for (int64_t j = 0; j < window.height(); ++j) {
+            __builtin_prefetch(ahead + j * s.W);
+            __builtin_prefetch(ahead + j * s.W + window.width() - 1);
+          }
+        }
         acc t = 0, u = 0, v = 0;
         for (int64_t j = 0; j < window.height(); ++j) {
           const scalar_t* row = plane + j * s.W;
@@ -262,13 +283,8 @@ at::Tensor splat_gaussians_cpu(const at::Tensor& xy_in, const at::Tensor& descri
     window_factors<scalar_t>(s, xy.data_ptr<scalar_t>(),
                              weights.defined() ? weights.data_ptr<scalar_t>() : nullptr, windows,
                              factors);
-    if (s.reduce_sum) {
-      forward_sum_kernel<scalar_t>(s, descriptors.data_ptr<scalar_t>(), windows, factors,
-                                   out.data_ptr<scalar_t>());
-    } else {
-      forward_none_kernel<scalar_t>(s, descriptors.data_ptr<scalar_t>(), windows, factors,
-                                    out.data_ptr<scalar_t>());
-    }
+    forward_kernel<scalar_t>(s, descriptors.data_ptr<scalar_t>(), windows, factors,
+                             out.data_ptr<scalar_t>());
   });
   return out;
 }
