@@ -14,7 +14,10 @@ def alpha_composite(
     """Blend per-keypoint renderings with a softmax over keypoints.
 
     ``alpha = softmax_k(alpha_logits)``, ``image = sum_k alpha_k * rgb_k``. The fused kernels
-    recompute the softmax in backward instead of saving it.
+    make one pass over memory, recompute the softmax in backward instead of saving it, skip the
+    work of an output that receives no gradient (usually ``alpha``), and read ``rgb`` /
+    ``alpha_logits`` that are strided over ``(B, K, C)`` in place as long as each ``H x W``
+    plane is contiguous (e.g. ``out[:, :, :3]`` and ``out[:, :, 3:]`` of one decoder output).
 
     Args:
         rgb: ``[B, K, C, H, W]`` per-keypoint renderings (e.g. decoder RGB outputs).

@@ -48,7 +48,13 @@ def splat_gaussians(
         backend: ``auto|reference|cpp|cuda|triton`` (default: ``TUSK_BACKEND`` or ``auto``).
 
     Returns:
-        The splatted map; gradients flow to ``xy``, ``descriptors`` and ``weights``.
+        The splatted map; gradients flow to ``xy``, ``descriptors`` and ``weights`` (the window
+        position itself, a rounding, has no gradient).
+
+    The compiled kernels touch only each keypoint's window: ``reduce="sum"`` never builds the
+    ``[B, K, C, H, W]`` (or ``[B, K, H, W]``) maps, and the backward reads only the windows of
+    the cotangent. A keypoint with a non-finite coordinate splats nothing there (the reference
+    gives NaN maps for it when ``normalize=False``).
 
     Example:
         >>> out = splat_gaussians(torch.tensor([[[1.0, 1.0]]]), torch.ones(1, 1, 2), None, (3, 3))
