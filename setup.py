@@ -80,7 +80,10 @@ def extensions():
     )
     # -fopenmp matters: at::parallel_for is header-inlined `#pragma omp parallel`; without the
     # flag the pragma is ignored and every kernel runs on one thread.
-    cxx = ["-O3", "-fopenmp", "-fdiagnostics-color=always"]
+    # -fno-trapping-math (clang's default): FP exceptions are never unmasked, so let GCC
+    # if-convert float selects; without it the loops that call an inline polynomial exp (e.g.
+    # alpha_composite's softmax) do not vectorise at all.
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math", "-fdiagnostics-color=always"]
     include_dirs = [os.path.join(ROOT, "csrc"), os.path.join(ROOT, "kernels", "include")]
     if not _want_cuda():
         return [

@@ -41,9 +41,10 @@ TORCH_LIBRARY(tusk, m) {
         " bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 
   // 3b. alpha_composite: rgb [B,K,C,H,W], alpha_logits [B,K,1,H,W] -> image [B,C,H,W],
-  //     alpha [B,K,1,H,W]. Backward recomputes the softmax.
+  //     alpha [B,K,1,H,W]. Backward recomputes the softmax. A cotangent is None when its output
+  //     was unused (usually alpha): it counts as zero and no zero tensor is materialised or read.
   m.def("alpha_composite(Tensor rgb, Tensor alpha_logits) -> (Tensor, Tensor)");
-  m.def("alpha_composite_backward(Tensor grad_image, Tensor grad_alpha, Tensor rgb,"
+  m.def("alpha_composite_backward(Tensor? grad_image, Tensor? grad_alpha, Tensor rgb,"
         " Tensor alpha_logits, bool[2] output_mask) -> (Tensor, Tensor)");
 
   // 4a. sliced_wasserstein: x [G,N,C], y [G,N,C], projections [C,P] -> distance [G],

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import reference
-from ._backend import kernel_namespace, resolve_backend
+from ._backend import cpp_available, kernel_namespace, resolve_backend
 from ._checks import check_float, check_ndim, check_same, check_size
 
 
@@ -14,7 +14,10 @@ def alpha_composite(
     """Blend per-keypoint renderings with a softmax over keypoints.
 
     ``alpha = softmax_k(alpha_logits)``, ``image = sum_k alpha_k * rgb_k``. The fused kernels
-    recompute the softmax in backward instead of saving it.
+    make one pass over memory, recompute the softmax in backward instead of saving it, skip the
+    work of an output that receives no gradient (usually ``alpha``), and read ``rgb`` /
+    ``alpha_logits`` that are strided over ``(B, K, C)`` in place as long as each ``H x W``
+    plane is contiguous (e.g. ``out[:, :, :3]`` and ``out[:, :, 3:]`` of one decoder output).
 
     Args:
         rgb: ``[B, K, C, H, W]`` per-keypoint renderings (e.g. decoder RGB outputs).
@@ -44,5 +47,45 @@ def alpha_composite(
     name = resolve_backend("alpha_composite", backend, rgb)
     if name == "reference":
         return reference.alpha_composite(rgb, alpha_logits)
-    image, alpha = kernel_namespace(name).alpha_composite(rgb.contiguous(), alpha_logits.contiguous())
+    # No .contiguous(): the kernels read (B, K, C)-strided inputs whose H x W planes are
+    # contiguous in place, e.g. rgb / alpha channel slices of one decoder output.
+    image, alpha = kernel_namespace(name).alpha_composite(rgb, alpha_logits)
     return image, alpha
+
+
+def _register_cpp() -> None:
+    @torch.library.register_fake("tusk::alpha_composite")
+    def _(rgb, alpha_logits):
+        batch, _, channels, height, width = rgb.shape
+        return rgb.new_empty((batch, channels, height, width)), torch.empty_like(alpha_logits)
+
+    @torch.library.register_fake("tusk::alpha_composite_backward")
+    def _(grad_image, grad_alpha, rgb, alpha_logits, output_mask):
+        grad_rgb = torch.empty_like(rgb) if output_mask[0] else rgb.new_empty((0,))
+        grad_logits = torch.empty_like(alpha_logits) if output_mask[1] else alpha_logits.new_empty((0,))
+        return grad_rgb, grad_logits
+
+    def setup_context(ctx, inputs, output):
+        rgb, alpha_logits = inputs
+        # alpha is recomputed in backward (one exp per element) instead of being kept alive.
+        ctx.save_for_backward(rgb, alpha_logits)
+        # An unused output (usually alpha) then arrives as None instead of a zero tensor.
+        ctx.set_materialize_grads(False)
+
+    def backward(ctx, grad_image, grad_alpha):
+        rgb, alpha_logits = ctx.saved_tensors
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
+        if grad_image is None and grad_alpha is None:
+            return None, None
+        grad_rgb, grad_logits = torch.ops.tusk.alpha_composite_backward(
+            None if grad_image is None else grad_image.contiguous(),
+            None if grad_alpha is None else grad_alpha.contiguous(),
+            rgb, alpha_logits, mask,
+        )
+        return (grad_rgb if mask[0] else None), (grad_logits if mask[1] else None)
+
+    torch.library.register_autograd("tusk::alpha_composite", backward, setup_context=setup_context)
+
+
+if cpp_available():
+    _register_cpp()

@@ -6,7 +6,7 @@ import math
 import torch
 
 from . import reference
-from ._backend import kernel_namespace, resolve_backend
+from ._backend import cpp_available, kernel_namespace, resolve_backend
 from ._checks import check_choice, check_float, check_int, check_ndim, check_positive_float, check_same, check_size
 
 REDUCTIONS = ("sum", "none")
@@ -48,7 +48,13 @@ def splat_gaussians(
         backend: ``auto|reference|cpp|cuda|triton`` (default: ``TUSK_BACKEND`` or ``auto``).
 
     Returns:
-        The splatted map; gradients flow to ``xy``, ``descriptors`` and ``weights``.
+        The splatted map; gradients flow to ``xy``, ``descriptors`` and ``weights`` (the window
+        position itself, a rounding, has no gradient).
+
+    The compiled kernels touch only each keypoint's window: ``reduce="sum"`` never builds the
+    ``[B, K, C, H, W]`` (or ``[B, K, H, W]``) maps, and the backward reads only the windows of
+    the cotangent. A keypoint with a non-finite coordinate splats nothing there (the reference
+    gives NaN maps for it when ``normalize=False``).
 
     Example:
         >>> out = splat_gaussians(torch.tensor([[[1.0, 1.0]]]), torch.ones(1, 1, 2), None, (3, 3))
@@ -93,3 +99,44 @@ def splat_gaussians(
         xy.contiguous(), descriptors.contiguous(), None if weights is None else weights.contiguous(),
         height, width, variance, radius, normalize, reduce,
     )
+
+
+def _register_cpp() -> None:
+    @torch.library.register_fake("tusk::splat_gaussians")
+    def _(xy, descriptors, weights, height, width, variance, radius, normalize, reduce):
+        batch, k, channels = descriptors.shape
+        if reduce == "sum":
+            return descriptors.new_empty((batch, channels, height, width))
+        return descriptors.new_empty((batch, k, channels, height, width))
+
+    @torch.library.register_fake("tusk::splat_gaussians_backward")
+    def _(grad, xy, descriptors, weights, height, width, variance, radius, normalize, reduce, output_mask):
+        grad_xy = torch.empty_like(xy) if output_mask[0] else xy.new_empty((0,))
+        grad_descriptors = torch.empty_like(descriptors) if output_mask[1] else descriptors.new_empty((0,))
+        want_weights = output_mask[2] and weights is not None
+        grad_weights = torch.empty_like(weights) if want_weights else xy.new_empty((0,))
+        return grad_xy, grad_descriptors, grad_weights
+
+    def setup_context(ctx, inputs, output):
+        xy, descriptors, weights, *ctx.options = inputs
+        # The forward output is not needed: the kernel recomputes each window from xy.
+        ctx.save_for_backward(xy, descriptors, weights)
+
+    def backward(ctx, grad):
+        xy, descriptors, weights = ctx.saved_tensors
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], weights is not None and ctx.needs_input_grad[2]]
+        grad_xy, grad_descriptors, grad_weights = torch.ops.tusk.splat_gaussians_backward(
+            grad.contiguous(), xy, descriptors, weights, *ctx.options, mask
+        )
+        return (
+            grad_xy if mask[0] else None,
+            grad_descriptors if mask[1] else None,
+            grad_weights if mask[2] else None,
+            None, None, None, None, None, None,
+        )
+
+    torch.library.register_autograd("tusk::splat_gaussians", backward, setup_context=setup_context)
+
+
+if cpp_available():
+    _register_cpp()
