@@ -33,9 +33,12 @@ std::tuple<at::Tensor, at::Tensor> alpha_composite_cuda(const at::Tensor& rgb_in
 }
 
 std::tuple<at::Tensor, at::Tensor> alpha_composite_backward_cuda(
-    const at::Tensor& grad_image_in, const at::Tensor& grad_alpha_in, const at::Tensor& rgb_in,
-    const at::Tensor& logits_in, std::array<bool, 2> output_mask) {
+    const std::optional<at::Tensor>& grad_image_opt, const std::optional<at::Tensor>& grad_alpha_opt,
+    const at::Tensor& rgb_in, const at::Tensor& logits_in, std::array<bool, 2> output_mask) {
   check_inputs(rgb_in, logits_in);
+  // None when no gradient flowed into that output (alpha is usually unused in training).
+  const at::Tensor grad_image_in = grad_image_opt.value_or(at::Tensor());
+  const at::Tensor grad_alpha_in = grad_alpha_opt.value_or(at::Tensor());
   const int64_t batch = rgb_in.size(0), k = rgb_in.size(1), channels = rgb_in.size(2);
   const int64_t height = rgb_in.size(3), width = rgb_in.size(4);
   // Cotangents may be empty (no gradient flowed into that output): they count as zero.
