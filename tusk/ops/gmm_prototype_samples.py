@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import reference
-from ._backend import kernel_namespace, resolve_backend
+from ._backend import cpp_available, kernel_namespace, resolve_backend
 from ._checks import check_float, check_ndim, check_same
 
 
@@ -76,3 +76,32 @@ def gmm_prototype_samples(
         prototypes.contiguous(), features.contiguous(), noise, smoothing
     )
     return samples
+
+
+def _register_cpp() -> None:
+    @torch.library.register_fake("tusk::gmm_prototype_samples")
+    def _(prototypes, features, noise, smoothing):
+        return torch.empty_like(noise), noise.new_empty((noise.shape[0],), dtype=torch.int64)
+
+    @torch.library.register_fake("tusk::gmm_prototype_samples_backward")
+    def _(grad, prototypes, noise, assignment, output_mask):
+        grad_prototypes = torch.empty_like(prototypes) if output_mask[0] else prototypes.new_empty((0,))
+        grad_noise = torch.empty_like(noise) if output_mask[1] else noise.new_empty((0,))
+        return grad_prototypes, grad_noise
+
+    def setup_context(ctx, inputs, output):
+        prototypes, _, noise, _ = inputs
+        ctx.save_for_backward(prototypes, noise, output[1])
+
+    def backward(ctx, grad, _grad_assignment):
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[2]]
+        grad_prototypes, grad_noise = torch.ops.tusk.gmm_prototype_samples_backward(
+            grad.contiguous(), *ctx.saved_tensors, mask
+        )
+        return (grad_prototypes if mask[0] else None), None, (grad_noise if mask[1] else None), None
+
+    torch.library.register_autograd("tusk::gmm_prototype_samples", backward, setup_context=setup_context)
+
+
+if cpp_available():
+    _register_cpp()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import reference
-from ._backend import kernel_namespace, resolve_backend
+from ._backend import cpp_available, kernel_namespace, resolve_backend
 from ._checks import check_float, check_int, check_same
 
 
@@ -75,3 +75,34 @@ def sliced_wasserstein(
     flat_y = y.reshape(-1, *y.shape[-2:]).contiguous()
     distance, _, _ = kernel_namespace(name).sliced_wasserstein(flat_x, flat_y, theta.contiguous())
     return distance.reshape(lead)
+
+
+def _register_cpp() -> None:
+    @torch.library.register_fake("tusk::sliced_wasserstein")
+    def _(x, y, projections):
+        groups, points, _ = x.shape
+        residual = (projections.shape[1], groups, points)
+        return x.new_empty((groups,)), x.new_empty(residual), x.new_empty(residual)
+
+    @torch.library.register_fake("tusk::sliced_wasserstein_backward")
+    def _(grad, x, y, projections, x_residual, y_residual, output_mask):
+        return tuple(
+            torch.empty_like(t) if wanted else t.new_empty((0,))
+            for t, wanted in zip((x, y, projections), output_mask)
+        )
+
+    def setup_context(ctx, inputs, output):
+        _, x_residual, y_residual = output
+        ctx.save_for_backward(*inputs, x_residual, y_residual)
+        ctx.mark_non_differentiable(x_residual, y_residual)
+
+    def backward(ctx, grad, _grad_x_residual, _grad_y_residual):
+        mask = list(ctx.needs_input_grad[:3])
+        grads = torch.ops.tusk.sliced_wasserstein_backward(grad, *ctx.saved_tensors, mask)
+        return tuple(g if wanted else None for g, wanted in zip(grads, mask))
+
+    torch.library.register_autograd("tusk::sliced_wasserstein", backward, setup_context=setup_context)
+
+
+if cpp_available():
+    _register_cpp()
