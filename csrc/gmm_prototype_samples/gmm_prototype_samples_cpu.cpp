@@ -243,14 +243,18 @@ std::tuple<at::Tensor, at::Tensor> gmm_prototype_samples_cpu(const at::Tensor& p
                                                             const at::Tensor& features_in,
                                                             const at::Tensor& noise_in, double smoothing) {
   check_inputs(prototypes_in, noise_in);
-  check_float_tensor(features_in, "features", 2);
+  TORCH_CHECK(features_in.defined() && features_in.dim() >= 1 &&
+                  at::isFloatingType(features_in.scalar_type()),
+              "features must be a floating-point [..., C] tensor");
   check_cpu(features_in, "features");
   check_same_dtype(prototypes_in, features_in, "prototypes", "features");
-  TORCH_CHECK(features_in.sizes() == noise_in.sizes(), "features and noise must both be [N, C], got ",
-              features_in.sizes(), " and ", noise_in.sizes());
+  TORCH_CHECK(features_in.size(-1) == noise_in.size(1) && features_in.numel() == noise_in.numel(),
+              "features must be [..., C] holding the N = ", noise_in.size(0), " rows of noise ",
+              noise_in.sizes(), ", got ", features_in.sizes());
   TORCH_CHECK(std::isfinite(smoothing) && smoothing >= 0, "smoothing must be finite and >= 0, got ",
               smoothing);
-  const at::Tensor prototypes = prototypes_in.contiguous(), features = features_in.contiguous();
+  const at::Tensor prototypes = prototypes_in.contiguous();
+  const at::Tensor features = features_in.reshape({-1, noise_in.size(1)}).contiguous();
   const at::Tensor noise = noise_in.contiguous();
   at::Tensor samples = at::empty_like(noise);
   at::Tensor assignment = at::empty({noise.size(0)}, noise.options().dtype(at::kLong));

@@ -1,4 +1,6 @@
-// sliced_wasserstein on the CPU: G independent problems, N points per side, P projections.
+// sliced_wasserstein on the CPU: x, y [..., N, C] are G = prod(...) independent problems of N
+// points per side; projections [C, P] (any layout with a unit stride: the wrapper passes the
+// transpose of a contiguous [P, C] draw).
 //
 //   distance[g] = 1/(N P) sum_p sum_i (sort(x_g theta_p)_i - sort(y_g theta_p)_i)^2
 //
@@ -42,6 +44,22 @@ void gemm(at::Tensor out, const at::Tensor& a, const at::Tensor& b, double alpha
   at::cpu::addmm_out(out, out, a, b, beta, alpha);
 }
 
+// The projection matrix theta[c, p] = data[c * stride_c + p * stride_p].
+template <typename scalar_t>
+struct Directions {
+  const scalar_t* data;
+  int64_t stride_c, stride_p;
+  // theta[:, p0:p0+count]^T as a [count, C] matrix view.
+  at::Tensor transposed_block(int64_t p0, int64_t count, int64_t C) const {
+    return matrix(data + p0 * stride_p, count, C, stride_p, stride_c);
+  }
+};
+
+template <typename scalar_t>
+Directions<scalar_t> directions(const at::Tensor& projections) {
+  return {projections.data_ptr<scalar_t>(), projections.stride(0), projections.stride(1)};
+}
+
 // Values per side one thread projects at once (about 128 KiB of float32, cache resident).
 constexpr int64_t kBlockValues = 32768;
 
@@ -52,7 +70,7 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
   const int64_t G = x.size(0), N = x.size(1), C = x.size(2), P = projections.size(1);
   const scalar_t* xs = x.data_ptr<scalar_t>();
   const scalar_t* ys = y.data_ptr<scalar_t>();
-  const scalar_t* theta = projections.data_ptr<scalar_t>();
+  const Directions<scalar_t> theta = directions<scalar_t>(projections);
   scalar_t* rx_all = x_residual.data_ptr<scalar_t>();
   scalar_t* ry_all = y_residual.data_ptr<scalar_t>();
   acc* sums = partial.data_ptr<acc>();
@@ -75,7 +93,7 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
       // proj[p - p0][r] = theta[:, p] . points[g0 N + r]: [count, rows] = theta_block^T points^T.
       proj_x.resize(count * rows);
       proj_y.resize(count * rows);
-      const at::Tensor theta_t = matrix(theta + p0, count, C, 1, P);
+      const at::Tensor theta_t = theta.transposed_block(p0, count, C);
       gemm(matrix(proj_x.data(), count, rows, rows, 1), theta_t, matrix(xs + g0 * N * C, C, rows, 1, C));
       gemm(matrix(proj_y.data(), count, rows, rows, 1), theta_t, matrix(ys + g0 * N * C, C, rows, 1, C));
       for (int64_t p = p0; p < p1; ++p) {
@@ -124,16 +142,16 @@ void grad_points_kernel(const scalar_t* grad, const at::Tensor& residual, const 
   const int64_t P = residual.size(0), G = residual.size(1), N = residual.size(2);
   const int64_t C = projections.size(0), rows = G * N;
   const scalar_t* r = residual.data_ptr<scalar_t>();
-  const scalar_t* theta = projections.data_ptr<scalar_t>();
+  const at::Tensor theta_t = directions<scalar_t>(projections).transposed_block(0, P, C);
   scalar_t* out = grad_points.data_ptr<scalar_t>();
   at::parallel_for(0, rows, grain_for(2 * C * P), [&](int64_t begin, int64_t end) {
     const int64_t count = end - begin;
     if (G == 1) {
-      gemm(matrix(out + begin * C, count, C, C, 1), matrix(r + begin, count, P, 1, rows),
-           matrix(theta, P, C, 1, P), static_cast<double>(grad[0]));
+      gemm(matrix(out + begin * C, count, C, C, 1), matrix(r + begin, count, P, 1, rows), theta_t,
+           static_cast<double>(grad[0]));
       return;
     }
-    gemm(matrix(out + begin * C, count, C, C, 1), matrix(r + begin, count, P, 1, rows), matrix(theta, P, C, 1, P));
+    gemm(matrix(out + begin * C, count, C, C, 1), matrix(r + begin, count, P, 1, rows), theta_t);
     for (int64_t row = begin; row < end; ++row) {
       const scalar_t g = grad[row / N];
       for (int64_t c = 0; c < C; ++c) out[row * C + c] *= g;
@@ -178,8 +196,8 @@ void grad_projections_kernel(const scalar_t* grad, const at::Tensor& x, const at
 }
 
 void check_inputs(const at::Tensor& x, const at::Tensor& y, const at::Tensor& projections) {
-  check_float_tensor(x, "x", 3);
-  check_float_tensor(y, "y", 3);
+  TORCH_CHECK(x.defined() && x.dim() >= 2, "x must be [..., N, C]");
+  check_float_tensor(y, "y", x.dim());
   check_float_tensor(projections, "projections", 2);
   check_cpu(x, "x");
   check_cpu(y, "y");
@@ -187,10 +205,22 @@ void check_inputs(const at::Tensor& x, const at::Tensor& y, const at::Tensor& pr
   check_same_dtype(x, y, "x", "y");
   check_same_dtype(x, projections, "x", "projections");
   TORCH_CHECK(y.sizes() == x.sizes(), "y must have the shape of x ", x.sizes(), ", got ", y.sizes());
-  TORCH_CHECK(projections.size(0) == x.size(2) && projections.size(1) > 0,
-              "projections must be [C, P] with C=", x.size(2), " and P >= 1, got ", projections.sizes());
-  TORCH_CHECK(x.size(1) > 0 && x.size(2) > 0, "x must be [G, N, C] with N, C >= 1, got ", x.sizes());
-  TORCH_CHECK(x.size(1) <= std::numeric_limits<uint32_t>::max(), "N must fit in 32 bits, got ", x.size(1));
+  const int64_t N = x.size(-2), C = x.size(-1);
+  TORCH_CHECK(projections.size(0) == C && projections.size(1) > 0,
+              "projections must be [C, P] with C=", C, " and P >= 1, got ", projections.sizes());
+  TORCH_CHECK(N > 0 && C > 0, "x must be [..., N, C] with N, C >= 1, got ", x.sizes());
+  TORCH_CHECK(N <= std::numeric_limits<uint32_t>::max(), "N must fit in 32 bits, got ", N);
+}
+
+// [..., N, C] -> contiguous [G, N, C].
+at::Tensor as_problems(const at::Tensor& points) {
+  return points.reshape({-1, points.size(-2), points.size(-1)}).contiguous();
+}
+
+// projections with a unit stride (either layout), copied only when neither stride is 1.
+at::Tensor unit_stride(const at::Tensor& projections) {
+  if (projections.stride(0) == 1 || projections.stride(1) == 1) return projections;
+  return projections.contiguous();
 }
 
 }  // namespace
@@ -199,10 +229,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sliced_wasserstein_cpu(const at::
                                                                       const at::Tensor& y_in,
                                                                       const at::Tensor& projections_in) {
   check_inputs(x_in, y_in, projections_in);
-  const at::Tensor x = x_in.contiguous(), y = y_in.contiguous();
-  const at::Tensor projections = projections_in.contiguous();
+  const at::Tensor x = as_problems(x_in), y = as_problems(y_in);
+  const at::Tensor projections = unit_stride(projections_in);
   const int64_t G = x.size(0), N = x.size(1), P = projections.size(1);
-  at::Tensor distance = at::empty({G}, x.options());
+  at::Tensor distance = at::empty(x_in.sizes().slice(0, x_in.dim() - 2), x.options());
   at::Tensor x_residual = at::empty({P, G, N}, x.options());
   at::Tensor y_residual = at::empty({P, G, N}, x.options());
   if (G == 0) return {distance, x_residual, y_residual};
@@ -222,20 +252,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sliced_wasserstein_backward_cpu(
   check_inputs(x_in, y_in, projections_in);
   check_cpu(grad_in, "grad");
   check_same_dtype(x_in, grad_in, "x", "grad");
-  const int64_t G = x_in.size(0), N = x_in.size(1), P = projections_in.size(1);
-  TORCH_CHECK(grad_in.numel() == G, "grad must have G=", G, " elements, got ", grad_in.sizes());
+  const int64_t N = x_in.size(-2), C = x_in.size(-1), P = projections_in.size(1);
+  const int64_t G = N > 0 ? x_in.numel() / (N * C) : 0;
+  TORCH_CHECK(grad_in.sizes() == x_in.sizes().slice(0, x_in.dim() - 2), "grad must have the shape ",
+              x_in.sizes().slice(0, x_in.dim() - 2), " of the distance, got ", grad_in.sizes());
   const std::vector<int64_t> residual_shape{P, G, N};
   TORCH_CHECK(x_residual_in.sizes() == residual_shape && y_residual_in.sizes() == residual_shape,
               "residuals must be [P, G, N] = ", residual_shape, ", got ", x_residual_in.sizes(), " and ",
               y_residual_in.sizes());
   check_same_dtype(x_in, x_residual_in, "x", "x_residual");
   check_same_dtype(x_in, y_residual_in, "x", "y_residual");
-  const at::Tensor projections = projections_in.contiguous(), grad = grad_in.contiguous();
+  const at::Tensor projections = unit_stride(projections_in), grad = grad_in.contiguous();
   const at::Tensor x_residual = x_residual_in.contiguous(), y_residual = y_residual_in.contiguous();
-  at::Tensor grad_x = output_mask[0] ? at::empty_like(x_in, at::MemoryFormat::Contiguous) : x_in.new_empty({0});
-  at::Tensor grad_y = output_mask[1] ? at::empty_like(y_in, at::MemoryFormat::Contiguous) : y_in.new_empty({0});
-  at::Tensor grad_projections = output_mask[2]
-      ? at::empty_like(projections_in, at::MemoryFormat::Contiguous) : projections_in.new_empty({0});
+  at::Tensor grad_x = output_mask[0] ? at::empty(x_in.sizes(), x_in.options()) : x_in.new_empty({0});
+  at::Tensor grad_y = output_mask[1] ? at::empty(y_in.sizes(), y_in.options()) : y_in.new_empty({0});
+  at::Tensor grad_projections = output_mask[2] ? at::empty({C, P}, projections_in.options())
+                                               : projections_in.new_empty({0});
   if (G == 0) {
     if (output_mask[2]) grad_projections.zero_();
     return {grad_x, grad_y, grad_projections};
@@ -245,7 +277,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sliced_wasserstein_backward_cpu(
     if (output_mask[0]) grad_points_kernel<scalar_t>(g, x_residual, projections, grad_x);
     if (output_mask[1]) grad_points_kernel<scalar_t>(g, y_residual, projections, grad_y);
     if (output_mask[2]) {
-      grad_projections_kernel<scalar_t>(g, x_in.contiguous(), y_in.contiguous(), x_residual, y_residual,
+      grad_projections_kernel<scalar_t>(g, as_problems(x_in), as_problems(y_in), x_residual, y_residual,
                                         grad_projections);
     }
   });
