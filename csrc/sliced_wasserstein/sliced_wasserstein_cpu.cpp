@@ -6,7 +6,7 @@
 //
 // Forward: the (projection, problem) pairs are split among threads by projection (or by problem
 // when there are more problems than projections). Each thread projects its block of points with
-// one GEMM, sorts every projection once per side (sort_order.h), pairs the sorted values and
+// one GEMM, sorts every projection once per side (sort_order.h: both sides together), pairs the sorted values and
 // writes the residuals d distance / d (projected point) at the points' original positions, in
 // the projection-major layout [P, G, N] (each pair owns one contiguous run). Per-pair sums are
 // reduced over projections in a fixed order, so the result does not depend on the thread count.
@@ -82,8 +82,7 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
   const int64_t block = std::max<int64_t>(1, kBlockValues / (others * N));
   // Per unit: the GEMM (2 C per value) and the sort and pairing (~60 operations per value).
   at::parallel_for(0, units, grain_for(others * N * (2 * C + 60)), [&](int64_t begin, int64_t end) {
-    using Traits = SortItem<scalar_t>;
-    SortScratch<scalar_t> scratch_x(N), scratch_y(N);
+    SortScratch scratch(N);
     std::vector<scalar_t> proj_x, proj_y;
     for (int64_t u0 = begin; u0 < end; u0 += block) {
       const int64_t u1 = std::min(end, u0 + block);
@@ -103,11 +102,12 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
           const scalar_t* vy = proj_y.data() + local;
           scalar_t* rx = rx_all + task * N;
           scalar_t* ry = ry_all + task * N;
-          const auto* sorted_x = sort_items(vx, N, scratch_x);
-          const auto* sorted_y = sort_items(vy, N, scratch_y);
+          sort_pair(vx, vy, N, scratch);
+          const uint64_t* sorted_x = scratch.items[0].data();
+          const uint64_t* sorted_y = scratch.items[1].data();
           acc sum = 0;
           for (int64_t i = 0; i < N; ++i) {
-            const uint32_t ix = Traits::index(sorted_x[i]), iy = Traits::index(sorted_y[i]);
+            const uint32_t ix = item_index(sorted_x[i]), iy = item_index(sorted_y[i]);
             const acc d = static_cast<acc>(vx[ix]) - static_cast<acc>(vy[iy]);
             sum += d * d;
             rx[ix] = static_cast<scalar_t>(scale * d);
