@@ -135,6 +135,9 @@ class TestSlicedWasserstein:
         assert not x.is_contiguous() and not theta.is_contiguous()
         expected = reference.sliced_wasserstein(x.contiguous(), y.contiguous(), theta.contiguous())
         assert_close(sliced_wasserstein(x, y, projections=theta, backend=backend), expected)
+        broadcast = torch.randn(1, 4, device=device, dtype=dtype).expand(5, 4)  # strides (0, 1)
+        expected = reference.sliced_wasserstein(x, y, broadcast.contiguous())
+        assert_close(sliced_wasserstein(x, y, projections=broadcast, backend=backend), expected)
 
     # --- known answers ---------------------------------------------------------------------
 

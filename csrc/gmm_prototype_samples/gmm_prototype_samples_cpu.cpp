@@ -27,8 +27,8 @@ constexpr double kNormEps = 1e-12;
 
 // Nearest prototype of one feature (already in float64) and its squared distance. Each sum over
 // channels runs in kLanes interleaved partial sums, combined in a fixed order: the compiler
-// vectorises it, where one running sum per prototype is a serial chain (measured 2.4x slower
-// at M = 10, C = 32).
+// vectorises it, where one running sum per prototype is a serial chain (the whole forward took
+// 52 us that way against 36 us now, one thread, N = 288, M = 10, C = 32).
 constexpr int64_t kLanes = 4;
 
 inline int64_t nearest_prototype(const double* feature, const double* protos, int64_t M, int64_t C,
@@ -145,7 +145,7 @@ void forward_kernel(const at::Tensor& prototypes, const at::Tensor& features, co
     for (int64_t k = 0; k < counts[m]; ++k) a[i++] = m;
 
   // Twice the usual grain: split only when each thread gets kGrainFlops. At TUSK's sizes
-  // (N = 288, C = 32: ~4 us) waking the second thread costs more than it saves.
+  // (N = 288, C = 32: a few microseconds) waking the second thread costs more than it saves.
   at::parallel_for(0, N, 2 * grain_for(4 * C), [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
       const scalar_t* pm = p + a[n] * C;

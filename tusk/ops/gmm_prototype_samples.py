@@ -38,11 +38,14 @@ def gmm_prototype_samples(
         features: ``[..., C]`` descriptors; flattened to ``[N, C]``. Not differentiated.
         noise_std: standard deviation of the additive noise (>= 0; the official 1/50).
         smoothing: share floor added to every prototype (>= 0).
-        generator: random generator for the noise.
+        generator: random generator for the noise. (TorchDynamo cannot trace a
+            ``torch.Generator`` yet: under ``torch.compile`` leave it ``None``.)
         backend: ``auto|reference|cpp|cuda|triton`` (default: ``TUSK_BACKEND`` or ``auto``).
 
     Returns:
         ``[N, C]`` unit-norm samples grouped by prototype; differentiable w.r.t. ``prototypes``.
+        All NaN when the features or prototypes are not finite (the shares are undefined).
+        Every backend draws the same noise from the same generator state.
 
     Example:
         >>> protos = torch.eye(3)

@@ -44,7 +44,9 @@ def sliced_wasserstein(
         x, y: ``[..., N, C]`` point sets with the same shape; leading dims are independent problems.
         projections: number ``P`` of random directions (uniform on the sphere, drawn from
             ``generator``), or a ``[C, P]`` tensor of directions (gradients flow to it too).
-        generator: random generator for the directions.
+        generator: random generator for the directions. (TorchDynamo cannot trace a
+            ``torch.Generator`` yet: under ``torch.compile`` pass the directions as a tensor or
+            leave it ``None``.)
         backend: ``auto|reference|cpp|cuda|triton`` (default: ``TUSK_BACKEND`` or ``auto``).
 
     Returns:
