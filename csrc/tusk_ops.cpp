@@ -46,21 +46,20 @@ TORCH_LIBRARY(tusk, m) {
   m.def("alpha_composite_backward(Tensor grad_image, Tensor grad_alpha, Tensor rgb,"
         " Tensor alpha_logits, bool[2] output_mask) -> (Tensor, Tensor)");
 
-  // 4a. sliced_wasserstein: x [..., N, C], y [..., N, C] (G = prod(...) problems), projections
-  //     [C, P] -> distance [...], plus per-point residuals r_x, r_y [P, G, N] (d distance / d
-  //     projected point, at the points' original positions; projection-major so each
-  //     (projection, problem) pair is one contiguous run) from which the backward is GEMMs.
-  //     Residuals are not differentiable. Leading dims are flattened here rather than in Python
-  //     (three fewer Python-level reshapes per call, ~3 us at TUSK's sizes).
+  // 4a. sliced_wasserstein: x [G,N,C], y [G,N,C], projections [C,P] -> distance [G],
+  //     plus per-point residuals r_x, r_y [G,N,P] (d distance / d projected point) for backward.
+  //     Residuals are not differentiable.
   m.def("sliced_wasserstein(Tensor x, Tensor y, Tensor projections) -> (Tensor, Tensor, Tensor)");
   m.def("sliced_wasserstein_backward(Tensor grad, Tensor x, Tensor y, Tensor projections,"
         " Tensor x_residual, Tensor y_residual, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 
-  // 4b. gmm_prototype_samples: prototypes [M,C], features [...,C] (N = prod(...)), noise [N,C] ->
+  // 4b. gmm_prototype_samples: prototypes [M,C], features [N,C], noise [N,C] ->
   //     samples [N,C] (unit norm), assignment [N] int64 (prototype of each sample, grouped).
-  //     Backward returns (grad_prototypes, grad_noise); a grad not asked for is empty.
+  //     Differentiable w.r.t. prototypes only (features choose the counts, noise is a constant).
   m.def("gmm_prototype_samples(Tensor prototypes, Tensor features, Tensor noise, float smoothing)"
         " -> (Tensor, Tensor)");
   m.def("gmm_prototype_samples_backward(Tensor grad, Tensor prototypes, Tensor noise,"
-        " Tensor assignment, bool[2] output_mask) -> (Tensor, Tensor)");
+        " Tensor assignment) -> Tensor");
+  // The autograd of 4a and 4b is registered in C++ for every backend
+  // (csrc/<op>/<op>_autograd.cpp); their fake kernels in Python (tusk/ops/<op>.py).
 }

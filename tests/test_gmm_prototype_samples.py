@@ -90,13 +90,14 @@ class TestGmmPrototypeSamples:
         # The same noise on every evaluation; the counts are locally constant in the prototypes.
         assert torch.autograd.gradcheck(lambda p: _draw(p, features, 0.3, 0.01, backend), (prototypes,))
 
-    def test_gradcheck_op_noise(self, kernel_target):
+    def test_noise_is_a_constant(self, kernel_target):
         device, _ = kernel_target
-        prototypes = torch.randn(3, 4, device=device, dtype=torch.float64, requires_grad=True)
-        features = torch.randn(9, 4, device=device, dtype=torch.float64)
-        noise = (0.2 * torch.randn(9, 4, device=device, dtype=torch.float64)).requires_grad_(True)
-        op = torch.ops.tusk.gmm_prototype_samples
-        assert torch.autograd.gradcheck(lambda p, z: op(p, features, z, 0.01)[0], (prototypes, noise))
+        prototypes = torch.randn(3, 4, device=device, requires_grad=True)
+        noise = (0.1 * torch.randn(9, 4, device=device)).requires_grad_(True)
+        samples = torch.ops.tusk.gmm_prototype_samples(prototypes, torch.randn(9, 4, device=device), noise, 0.01)[0]
+        grad_p, grad_z = torch.autograd.grad(samples.sum(), (prototypes, noise), allow_unused=True,
+                                             materialize_grads=True)
+        assert grad_p.abs().sum() > 0 and torch.equal(grad_z, torch.zeros_like(noise))
 
     def test_opcheck(self, kernel_target, dtype):
         device, backend = kernel_target
@@ -105,14 +106,13 @@ class TestGmmPrototypeSamples:
             flat = features.reshape(-1, prototypes.shape[1])
             noise = noise_std * torch.randn_like(flat)
             torch.library.opcheck(namespace.gmm_prototype_samples.default,
-                                  (prototypes.clone().requires_grad_(True), flat, noise.requires_grad_(True), smoothing))
+                                  (prototypes.clone().requires_grad_(True), flat, noise, smoothing))
         prototypes, features, _, smoothing = sample_inputs(device, dtype)[0]
         flat = features.reshape(-1, prototypes.shape[1])
         noise = 0.02 * torch.randn_like(flat)
         _, assignment = namespace.gmm_prototype_samples(prototypes, flat, noise, smoothing)
-        for mask in ([True, True], [True, False]):
-            torch.library.opcheck(namespace.gmm_prototype_samples_backward.default,
-                                  (torch.randn_like(flat), prototypes, noise, assignment, mask))
+        torch.library.opcheck(namespace.gmm_prototype_samples_backward.default,
+                              (torch.randn_like(flat), prototypes, noise, assignment))
 
     def test_compile_fullgraph(self, target):
         device, backend = target

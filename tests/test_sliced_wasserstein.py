@@ -94,11 +94,12 @@ class TestSlicedWasserstein:
         device, backend = kernel_target
         namespace = torch.ops.tusk_triton if backend == "triton" else torch.ops.tusk
         for x, y, theta in sample_inputs(device, dtype)[1:7:2]:  # N = 1, P = 1, several leading dims
+            x, y = (t.reshape(-1, *t.shape[-2:]) for t in (x, y))
             args = tuple(t.clone().requires_grad_(True) for t in (x, y, theta))
             torch.library.opcheck(namespace.sliced_wasserstein.default, args)
         x, y, theta = sample_inputs(device, dtype)[4]
         _, x_residual, y_residual = namespace.sliced_wasserstein(x, y, theta)
-        grad = torch.randn(x.shape[:-2], device=device, dtype=dtype)
+        grad = torch.randn(x.shape[0], device=device, dtype=dtype)
         for mask in ([True, True, True], [False, True, False]):
             torch.library.opcheck(namespace.sliced_wasserstein_backward.default,
                                   (grad, x, y, theta, x_residual, y_residual, mask))

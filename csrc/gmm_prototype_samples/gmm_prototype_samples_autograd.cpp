@@ -1,9 +1,10 @@
 // Autograd for gmm_prototype_samples, in C++ at the Autograd key (every backend shares it).
 //
 // Why not torch.library.register_autograd: see sliced_wasserstein_autograd.cpp (~45 us per
-// forward + backward saved at TUSK's sizes). Gradients flow to the prototypes and the noise;
-// the features only choose the counts (piecewise constant: no gradient), the assignment is an
-// integer output. The fake kernels stay in Python (tusk/ops/gmm_prototype_samples.py).
+// forward + backward saved at TUSK's sizes). Gradients flow to the prototypes only: the
+// features only choose the counts (piecewise constant), the noise is a constant drawn by the
+// wrapper, the assignment is an integer output. The fake kernels stay in Python
+// (tusk/ops/gmm_prototype_samples.py).
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -24,15 +25,13 @@ std::tuple<at::Tensor, at::Tensor> call_forward(const at::Tensor& prototypes, co
   return op.call(prototypes, features, noise, smoothing);
 }
 
-std::tuple<at::Tensor, at::Tensor> call_backward(const at::Tensor& grad, const at::Tensor& prototypes,
-                                               const at::Tensor& noise, const at::Tensor& assignment,
-                                               std::array<bool, 2> mask) {
+at::Tensor call_backward(const at::Tensor& grad, const at::Tensor& prototypes, const at::Tensor& noise,
+                         const at::Tensor& assignment) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("tusk::gmm_prototype_samples_backward", "")
-                       .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                                 const at::Tensor&, const at::Tensor&,
-                                                                 std::array<bool, 2>)>();
-  return op.call(grad, prototypes, noise, assignment, mask);
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                         const at::Tensor&)>();
+  return op.call(grad, prototypes, noise, assignment);
 }
 
 class GmmPrototypeSamples : public torch::autograd::Function<GmmPrototypeSamples> {
@@ -47,14 +46,11 @@ class GmmPrototypeSamples : public torch::autograd::Function<GmmPrototypeSamples
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const std::array<bool, 2> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(2)};
-    if (!grads[0].defined() || !(mask[0] || mask[1])) {
+    if (!grads[0].defined() || !ctx->needs_input_grad(0)) {
       return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     }
-    auto [grad_prototypes, grad_noise] = call_backward(grads[0], saved[0], saved[1], saved[2], mask);
-    return {mask[0] ? grad_prototypes : at::Tensor(), at::Tensor(), mask[1] ? grad_noise : at::Tensor(),
-            at::Tensor()};
+    const auto saved = ctx->get_saved_variables();
+    return {call_backward(grads[0], saved[0], saved[1], saved[2]), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 

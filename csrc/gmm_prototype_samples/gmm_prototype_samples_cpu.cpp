@@ -12,7 +12,7 @@
 //
 // Backward: the normalisation backward per sample (parallel over samples), then the sum of the
 // rows of each prototype, visited in sample order by tasks that own disjoint channel ranges:
-// deterministic, no atomics. The gradient w.r.t. the noise is the normalisation backward itself.
+// deterministic, no atomics.
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -245,18 +245,14 @@ std::tuple<at::Tensor, at::Tensor> gmm_prototype_samples_cpu(const at::Tensor& p
                                                             const at::Tensor& features_in,
                                                             const at::Tensor& noise_in, double smoothing) {
   check_inputs(prototypes_in, noise_in);
-  TORCH_CHECK(features_in.defined() && features_in.dim() >= 1 &&
-                  at::isFloatingType(features_in.scalar_type()),
-              "features must be a floating-point [..., C] tensor");
+  check_float_tensor(features_in, "features", 2);
   check_cpu(features_in, "features");
   check_same_dtype(prototypes_in, features_in, "prototypes", "features");
-  TORCH_CHECK(features_in.size(-1) == noise_in.size(1) && features_in.numel() == noise_in.numel(),
-              "features must be [..., C] holding the N = ", noise_in.size(0), " rows of noise ",
-              noise_in.sizes(), ", got ", features_in.sizes());
+  TORCH_CHECK(features_in.sizes() == noise_in.sizes(), "features and noise must both be [N, C], got ",
+              features_in.sizes(), " and ", noise_in.sizes());
   TORCH_CHECK(std::isfinite(smoothing) && smoothing >= 0, "smoothing must be finite and >= 0, got ",
               smoothing);
-  const at::Tensor prototypes = prototypes_in.contiguous();
-  const at::Tensor features = features_in.reshape({-1, noise_in.size(1)}).contiguous();
+  const at::Tensor prototypes = prototypes_in.contiguous(), features = features_in.contiguous();
   const at::Tensor noise = noise_in.contiguous();
   at::Tensor samples = at::empty_like(noise);
   at::Tensor assignment = at::empty({noise.size(0)}, noise.options().dtype(at::kLong));
@@ -267,9 +263,8 @@ std::tuple<at::Tensor, at::Tensor> gmm_prototype_samples_cpu(const at::Tensor& p
   return {samples, assignment};
 }
 
-std::tuple<at::Tensor, at::Tensor> gmm_prototype_samples_backward_cpu(
-    const at::Tensor& grad_in, const at::Tensor& prototypes_in, const at::Tensor& noise_in,
-    const at::Tensor& assignment_in, std::array<bool, 2> output_mask) {
+at::Tensor gmm_prototype_samples_backward_cpu(const at::Tensor& grad_in, const at::Tensor& prototypes_in,
+                                              const at::Tensor& noise_in, const at::Tensor& assignment_in) {
   check_inputs(prototypes_in, noise_in);
   check_cpu(grad_in, "grad");
   check_same_dtype(prototypes_in, grad_in, "prototypes", "grad");
@@ -286,15 +281,14 @@ std::tuple<at::Tensor, at::Tensor> gmm_prototype_samples_backward_cpu(
   for (int64_t n = 0; n < assignment.size(0); ++n) {
     TORCH_CHECK(a[n] >= 0 && a[n] < M, "assignment values must lie in [0, ", M, "), got ", a[n]);
   }
+  at::Tensor grad_prototypes = at::zeros_like(prototypes);
+  if (noise.size(0) == 0) return grad_prototypes;
   at::Tensor grad_v = at::empty_like(noise);
-  at::Tensor grad_prototypes = output_mask[0] ? at::zeros_like(prototypes) : prototypes.new_empty({0});
-  if (noise.size(0) > 0 && (output_mask[0] || output_mask[1])) {
-    AT_DISPATCH_FLOATING_TYPES(prototypes.scalar_type(), "gmm_prototype_samples_backward_cpu", [&] {
-      normalize_backward_kernel<scalar_t>(grad, prototypes, noise, assignment, grad_v);
-      if (output_mask[0]) sum_by_prototype_kernel<scalar_t>(grad_v, assignment, grad_prototypes);
-    });
-  }
-  return {grad_prototypes, output_mask[1] ? grad_v : noise.new_empty({0})};
+  AT_DISPATCH_FLOATING_TYPES(prototypes.scalar_type(), "gmm_prototype_samples_backward_cpu", [&] {
+    normalize_backward_kernel<scalar_t>(grad, prototypes, noise, assignment, grad_v);
+    sum_by_prototype_kernel<scalar_t>(grad_v, assignment, grad_prototypes);
+  });
+  return grad_prototypes;
 }
 
 }  // namespace tusk

@@ -1,20 +1,20 @@
-// sliced_wasserstein on the CPU: x, y [..., N, C] are G = prod(...) independent problems of N
-// points per side; projections [C, P] (any layout with a unit stride: the wrapper passes the
-// transpose of a contiguous [P, C] draw).
+// sliced_wasserstein on the CPU: x, y [G, N, C] are G independent problems of N points per
+// side; projections [C, P] (any layout with a unit stride: the wrapper passes the transpose of
+// a contiguous [P, C] draw).
 //
 //   distance[g] = 1/(N P) sum_p sum_i (sort(x_g theta_p)_i - sort(y_g theta_p)_i)^2
 //
 // Forward: the (projection, problem) pairs are split among threads by projection (or by problem
 // when there are more problems than projections). Each thread projects its block of points with
-// one GEMM, sorts every projection once per side (sort_order.h, both sides together), pairs the
-// sorted values and writes the residuals d distance / d (projected point) at the points'
-// original positions, in the projection-major layout [P, G, N] (each pair owns one contiguous
-// run). Per-pair sums are reduced over projections in a fixed order (deterministic; bitwise
-// equal on 1 and 2 threads in the tests we ran).
+// one GEMM (projection-major, so each pair's N values are contiguous), sorts every projection
+// once per side (sort_order.h, both sides together), pairs the sorted values and writes the
+// residuals r = d distance / d (projected point) at the points' original positions, r[g, n, p].
+// Per-pair sums are reduced over projections in a fixed order (deterministic; bitwise equal on
+// 1 and 2 threads in the tests we ran).
 //
 // Backward: the residuals turn the chain rule into GEMMs,
-//   grad_x[g] = grad[g] r_x[:, g]^T theta^T   (likewise y)
-//   grad_theta = sum_g grad[g] (x_g^T r_x[:, g]^T + y_g^T r_y[:, g]^T),
+//   grad_x[g] = grad[g] r_x[g] theta^T   (likewise y)
+//   grad_theta = sum_g grad[g] (x_g^T r_x[g] + y_g^T r_y[g]),
 // split by rows of grad_x / columns of grad_theta so every output element has one writer.
 //
 // Every GEMM here is small (0.9 MFLOP at TUSK's MNIST size) and runs inside the parallel region
@@ -106,8 +106,8 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
           const int64_t local = (p - p0) * rows + (g - g0) * N, task = p * G + g;
           const scalar_t* vx = proj_x.get() + local;
           const scalar_t* vy = proj_y.get() + local;
-          scalar_t* rx = rx_all + task * N;
-          scalar_t* ry = ry_all + task * N;
+          scalar_t* rx = rx_all + g * N * P + p;  // r[g, n, p] = rx[n * P]
+          scalar_t* ry = ry_all + g * N * P + p;
           sort_pair(vx, vy, N, scratch);
           const uint64_t* sorted_x = scratch.items[0].data();
           const uint64_t* sorted_y = scratch.items[1].data();
@@ -118,8 +118,8 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
             const uint32_t ix = item_index(sorted_x[i]), iy = item_index(sorted_y[i]);
             const acc d = static_cast<acc>(vx[ix]) - static_cast<acc>(vy[iy]);
             sum += static_cast<double>(d) * static_cast<double>(d);
-            rx[ix] = static_cast<scalar_t>(scale * d);
-            ry[iy] = static_cast<scalar_t>(-scale * d);
+            rx[ix * P] = static_cast<scalar_t>(scale * d);
+            ry[iy * P] = static_cast<scalar_t>(-scale * d);
           }
           sums[task] = sum;
         }
@@ -141,24 +141,24 @@ void reduce_projections(const at::Tensor& partial, at::Tensor& distance, int64_t
   }
 }
 
-// grad_points[g] = grad[g] residual[:, g]^T theta^T, split by rows of the flattened [G N, C]:
+// grad_points[g] = grad[g] residual[g] theta^T, split by rows of the flattened [G N, C]:
 // one GEMM per thread, then each row scaled by its problem's grad.
 template <typename scalar_t>
 void grad_points_kernel(const scalar_t* grad, const at::Tensor& residual, const at::Tensor& projections,
                         at::Tensor& grad_points) {
-  const int64_t P = residual.size(0), G = residual.size(1), N = residual.size(2);
+  const int64_t G = residual.size(0), N = residual.size(1), P = residual.size(2);
   const int64_t C = projections.size(0), rows = G * N;
   const scalar_t* r = residual.data_ptr<scalar_t>();
   const at::Tensor theta_t = directions<scalar_t>(projections).transposed_block(0, P, C);
   scalar_t* out = grad_points.data_ptr<scalar_t>();
   at::parallel_for(0, rows, grain_for(2 * C * P), [&](int64_t begin, int64_t end) {
     const int64_t count = end - begin;
+    const at::Tensor block = matrix(out + begin * C, count, C, C, 1);
     if (G == 1) {
-      gemm(matrix(out + begin * C, count, C, C, 1), matrix(r + begin, count, P, 1, rows), theta_t,
-           static_cast<double>(grad[0]));
+      gemm(block, matrix(r + begin * P, count, P, P, 1), theta_t, static_cast<double>(grad[0]));
       return;
     }
-    gemm(matrix(out + begin * C, count, C, C, 1), matrix(r + begin, count, P, 1, rows), theta_t);
+    gemm(block, matrix(r + begin * P, count, P, P, 1), theta_t);
     for (int64_t row = begin; row < end; ++row) {
       const scalar_t g = grad[row / N];
       for (int64_t c = 0; c < C; ++c) out[row * C + c] *= g;
@@ -166,13 +166,13 @@ void grad_points_kernel(const scalar_t* grad, const at::Tensor& residual, const 
   });
 }
 
-// grad_theta[:, p] = sum_g grad[g] (x_g^T r_x[p, g] + y_g^T r_y[p, g]), split by projections:
-// (grad-scaled points)^T residual^T over all G N points at once.
+// grad_theta[:, p] = sum_g grad[g] (x_g^T r_x[g, :, p] + y_g^T r_y[g, :, p]), split by
+// projections: (grad-scaled points)^T residual over all G N points at once.
 template <typename scalar_t>
 void grad_projections_kernel(const scalar_t* grad, const at::Tensor& x, const at::Tensor& y,
                              const at::Tensor& x_residual, const at::Tensor& y_residual,
                              at::Tensor& grad_projections) {
-  const int64_t G = x.size(0), N = x.size(1), C = x.size(2), P = x_residual.size(0);
+  const int64_t G = x.size(0), N = x.size(1), C = x.size(2), P = x_residual.size(2);
   const int64_t rows = G * N;
   // With one problem its grad is the GEMM's alpha; otherwise scale the points first.
   std::vector<scalar_t> scaled_x, scaled_y;
@@ -196,15 +196,15 @@ void grad_projections_kernel(const scalar_t* grad, const at::Tensor& x, const at
   scalar_t* out = grad_projections.data_ptr<scalar_t>();
   at::parallel_for(0, P, grain_for(4 * C * rows), [&](int64_t begin, int64_t end) {
     const int64_t count = end - begin;
-    at::Tensor block = matrix(out + begin, C, count, P, 1);
-    gemm(block, matrix(xs, C, rows, 1, C), matrix(rx + begin * rows, rows, count, 1, rows), alpha);
-    gemm(block, matrix(ys, C, rows, 1, C), matrix(ry + begin * rows, rows, count, 1, rows), alpha, 1.0);
+    const at::Tensor block = matrix(out + begin, C, count, P, 1);
+    gemm(block, matrix(xs, C, rows, 1, C), matrix(rx + begin, rows, count, P, 1), alpha);
+    gemm(block, matrix(ys, C, rows, 1, C), matrix(ry + begin, rows, count, P, 1), alpha, 1.0);
   });
 }
 
 void check_inputs(const at::Tensor& x, const at::Tensor& y, const at::Tensor& projections) {
-  TORCH_CHECK(x.defined() && x.dim() >= 2, "x must be [..., N, C]");
-  check_float_tensor(y, "y", x.dim());
+  check_float_tensor(x, "x", 3);
+  check_float_tensor(y, "y", 3);
   check_float_tensor(projections, "projections", 2);
   check_cpu(x, "x");
   check_cpu(y, "y");
@@ -212,16 +212,10 @@ void check_inputs(const at::Tensor& x, const at::Tensor& y, const at::Tensor& pr
   check_same_dtype(x, y, "x", "y");
   check_same_dtype(x, projections, "x", "projections");
   TORCH_CHECK(y.sizes() == x.sizes(), "y must have the shape of x ", x.sizes(), ", got ", y.sizes());
-  const int64_t N = x.size(-2), C = x.size(-1);
-  TORCH_CHECK(projections.size(0) == C && projections.size(1) > 0,
-              "projections must be [C, P] with C=", C, " and P >= 1, got ", projections.sizes());
-  TORCH_CHECK(N > 0 && C > 0, "x must be [..., N, C] with N, C >= 1, got ", x.sizes());
-  TORCH_CHECK(N <= std::numeric_limits<uint32_t>::max(), "N must fit in 32 bits, got ", N);
-}
-
-// [..., N, C] -> contiguous [G, N, C].
-at::Tensor as_problems(const at::Tensor& points) {
-  return points.reshape({-1, points.size(-2), points.size(-1)}).contiguous();
+  TORCH_CHECK(x.size(1) > 0 && x.size(2) > 0, "x must be [G, N, C] with N, C >= 1, got ", x.sizes());
+  TORCH_CHECK(projections.size(0) == x.size(2) && projections.size(1) > 0,
+              "projections must be [C, P] with C=", x.size(2), " and P >= 1, got ", projections.sizes());
+  TORCH_CHECK(x.size(1) <= std::numeric_limits<uint32_t>::max(), "N must fit in 32 bits, got ", x.size(1));
 }
 
 // projections with a unit stride (either layout), copied only when neither stride is 1.
@@ -236,12 +230,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sliced_wasserstein_cpu(const at::
                                                                       const at::Tensor& y_in,
                                                                       const at::Tensor& projections_in) {
   check_inputs(x_in, y_in, projections_in);
-  const at::Tensor x = as_problems(x_in), y = as_problems(y_in);
+  const at::Tensor x = x_in.contiguous(), y = y_in.contiguous();
   const at::Tensor projections = unit_stride(projections_in);
   const int64_t G = x.size(0), N = x.size(1), P = projections.size(1);
-  at::Tensor distance = at::empty(x_in.sizes().slice(0, x_in.dim() - 2), x.options());
-  at::Tensor x_residual = at::empty({P, G, N}, x.options());
-  at::Tensor y_residual = at::empty({P, G, N}, x.options());
+  at::Tensor distance = at::empty({G}, x.options());
+  at::Tensor x_residual = at::empty({G, N, P}, x.options());
+  at::Tensor y_residual = at::empty({G, N, P}, x.options());
   if (G == 0) return {distance, x_residual, y_residual};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sliced_wasserstein_cpu", [&] {
     at::Tensor partial = at::empty({P, G}, x.options().dtype(at::kDouble));
@@ -258,20 +252,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sliced_wasserstein_backward_cpu(
   check_inputs(x_in, y_in, projections_in);
   check_cpu(grad_in, "grad");
   check_same_dtype(x_in, grad_in, "x", "grad");
-  const int64_t N = x_in.size(-2), C = x_in.size(-1), P = projections_in.size(1);
-  const int64_t G = N > 0 ? x_in.numel() / (N * C) : 0;
-  TORCH_CHECK(grad_in.sizes() == x_in.sizes().slice(0, x_in.dim() - 2), "grad must have the shape ",
-              x_in.sizes().slice(0, x_in.dim() - 2), " of the distance, got ", grad_in.sizes());
-  const std::vector<int64_t> residual_shape{P, G, N};
+  const int64_t G = x_in.size(0), N = x_in.size(1), C = x_in.size(2), P = projections_in.size(1);
+  TORCH_CHECK(grad_in.dim() == 1 && grad_in.size(0) == G, "grad must be [G] with G=", G, ", got ",
+              grad_in.sizes());
+  const std::vector<int64_t> residual_shape{G, N, P};
   TORCH_CHECK(x_residual_in.sizes() == residual_shape && y_residual_in.sizes() == residual_shape,
-              "residuals must be [P, G, N] = ", residual_shape, ", got ", x_residual_in.sizes(), " and ",
+              "residuals must be [G, N, P] = ", residual_shape, ", got ", x_residual_in.sizes(), " and ",
               y_residual_in.sizes());
   check_same_dtype(x_in, x_residual_in, "x", "x_residual");
   check_same_dtype(x_in, y_residual_in, "x", "y_residual");
   const at::Tensor projections = unit_stride(projections_in), grad = grad_in.contiguous();
   const at::Tensor x_residual = x_residual_in.contiguous(), y_residual = y_residual_in.contiguous();
-  at::Tensor grad_x = output_mask[0] ? at::empty(x_in.sizes(), x_in.options()) : x_in.new_empty({0});
-  at::Tensor grad_y = output_mask[1] ? at::empty(y_in.sizes(), y_in.options()) : y_in.new_empty({0});
+  at::Tensor grad_x = output_mask[0] ? at::empty({G, N, C}, x_in.options()) : x_in.new_empty({0});
+  at::Tensor grad_y = output_mask[1] ? at::empty({G, N, C}, y_in.options()) : y_in.new_empty({0});
   at::Tensor grad_projections = output_mask[2] ? at::empty({C, P}, projections_in.options())
                                                : projections_in.new_empty({0});
   if (G == 0) {
@@ -283,7 +276,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sliced_wasserstein_backward_cpu(
     if (output_mask[0]) grad_points_kernel<scalar_t>(g, x_residual, projections, grad_x);
     if (output_mask[1]) grad_points_kernel<scalar_t>(g, y_residual, projections, grad_y);
     if (output_mask[2]) {
-      grad_projections_kernel<scalar_t>(g, as_problems(x_in), as_problems(y_in), x_residual, y_residual,
+      grad_projections_kernel<scalar_t>(g, x_in.contiguous(), y_in.contiguous(), x_residual, y_residual,
                                         grad_projections);
     }
   });

@@ -75,11 +75,11 @@ def gmm_prototype_samples(
     noise = noise.normal_(0.0, noise_std, generator=generator).to(prototypes.device)
 
     name = resolve_backend("gmm_prototype_samples", backend, prototypes)
+    # No gradient to the features: they only choose the counts (piecewise constant).
+    flat = features.detach().reshape(points, channels)
     if name == "reference":
-        flat = features.detach().reshape(points, channels)
         return reference.gmm_prototype_samples(prototypes, flat, noise, smoothing=smoothing)
-    # The op flattens features itself; they get no gradient (the counts are piecewise constant).
-    return kernel_namespace(name).gmm_prototype_samples(prototypes, features, noise, smoothing)[0]
+    return kernel_namespace(name).gmm_prototype_samples(prototypes, flat, noise, smoothing)[0]
 
 
 def _register_cpp() -> None:
@@ -87,13 +87,11 @@ def _register_cpp() -> None:
     # the Python autograd.Function of register_autograd measured ~45 us more per forward + backward.
     @torch.library.register_fake("tusk::gmm_prototype_samples")
     def _(prototypes, features, noise, smoothing):
-        return torch.empty_like(noise), noise.new_empty((noise.shape[0],), dtype=torch.int64)
+        return noise.new_empty(noise.shape), noise.new_empty((noise.shape[0],), dtype=torch.int64)
 
     @torch.library.register_fake("tusk::gmm_prototype_samples_backward")
-    def _(grad, prototypes, noise, assignment, output_mask):
-        grad_prototypes = torch.empty_like(prototypes) if output_mask[0] else prototypes.new_empty((0,))
-        grad_noise = torch.empty_like(noise) if output_mask[1] else noise.new_empty((0,))
-        return grad_prototypes, grad_noise
+    def _(grad, prototypes, noise, assignment):
+        return prototypes.new_empty(prototypes.shape)
 
 
 if cpp_available():
