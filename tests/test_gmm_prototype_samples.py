@@ -35,9 +35,14 @@ def _draw(prototypes, features, noise_std, smoothing, backend, seed=0, **kwargs)
                                  generator=generator, backend=backend, **kwargs)
 
 
-def _op_assignment(prototypes, features, smoothing):
+def _namespace(backend):
+    return torch.ops.tusk_triton if backend == "triton" else torch.ops.tusk
+
+
+def _op_assignment(backend, prototypes, features, smoothing):
+    """The compiled op's assignment (prototype index of each sample)."""
     flat = features.reshape(-1, prototypes.shape[1])
-    return torch.ops.tusk.gmm_prototype_samples(prototypes, flat, torch.zeros_like(flat), smoothing)[1]
+    return _namespace(backend).gmm_prototype_samples(prototypes, flat, torch.zeros_like(flat), smoothing)[1]
 
 
 class TestGmmPrototypeSamples:
@@ -61,9 +66,9 @@ class TestGmmPrototypeSamples:
                          torch.autograd.grad(expected, prototypes, cotangent)[0], msg=f"grad {label}")
 
     def test_counts_equal_reference_exactly(self, kernel_target, dtype):
-        device, _ = kernel_target
+        device, backend = kernel_target
         for prototypes, features, _, smoothing in sample_inputs(device, dtype):
-            assignment = _op_assignment(prototypes, features, smoothing)
+            assignment = _op_assignment(backend, prototypes, features, smoothing)
             flat = features.reshape(-1, prototypes.shape[1])
             expected = prototype_counts(prototypes, flat, smoothing)
             assert torch.equal(torch.bincount(assignment, minlength=prototypes.shape[0]), expected)
@@ -79,7 +84,7 @@ class TestGmmPrototypeSamples:
             features = (prototypes[pick] + spread[pick] * torch.randn(points, channels, generator=generator,
                                                                       device=device)).to(dtype)
             smoothing = [0.0, 0.01, 0.3][trial % 3]
-            assignment = _op_assignment(prototypes, features, smoothing)
+            assignment = _op_assignment(backend, prototypes, features, smoothing)
             expected = prototype_counts(prototypes, features, smoothing)
             assert torch.equal(torch.bincount(assignment, minlength=count), expected), f"trial {trial}"
 
@@ -91,17 +96,18 @@ class TestGmmPrototypeSamples:
         assert torch.autograd.gradcheck(lambda p: _draw(p, features, 0.3, 0.01, backend), (prototypes,))
 
     def test_noise_is_a_constant(self, kernel_target):
-        device, _ = kernel_target
+        device, backend = kernel_target
         prototypes = torch.randn(3, 4, device=device, requires_grad=True)
         noise = (0.1 * torch.randn(9, 4, device=device)).requires_grad_(True)
-        samples = torch.ops.tusk.gmm_prototype_samples(prototypes, torch.randn(9, 4, device=device), noise, 0.01)[0]
+        op = _namespace(backend).gmm_prototype_samples
+        samples = op(prototypes, torch.randn(9, 4, device=device), noise, 0.01)[0]
         grad_p, grad_z = torch.autograd.grad(samples.sum(), (prototypes, noise), allow_unused=True,
                                              materialize_grads=True)
         assert grad_p.abs().sum() > 0 and torch.equal(grad_z, torch.zeros_like(noise))
 
     def test_opcheck(self, kernel_target, dtype):
         device, backend = kernel_target
-        namespace = torch.ops.tusk_triton if backend == "triton" else torch.ops.tusk
+        namespace = _namespace(backend)
         for prototypes, features, noise_std, smoothing in sample_inputs(device, dtype)[3:8]:
             flat = features.reshape(-1, prototypes.shape[1])
             noise = noise_std * torch.randn_like(flat)
@@ -160,7 +166,7 @@ class TestGmmPrototypeSamples:
         samples = gmm_prototype_samples(prototypes, features, noise_std=0.0, smoothing=0.0, backend=backend)
         assert_close(samples, prototypes[[0, 0]])
         if backend != "reference":
-            assert _op_assignment(prototypes, features, 0.0).tolist() == [0, 0]
+            assert _op_assignment(backend, prototypes, features, 0.0).tolist() == [0, 0]
 
     def test_identical_prototypes_take_the_lower_index(self, target, dtype):
         device, backend = target
@@ -169,7 +175,7 @@ class TestGmmPrototypeSamples:
         counts = prototype_counts(prototypes, features, 0.01)
         assert counts[0] > counts[1] == counts[2]  # all features pick prototype 0
         if backend != "reference":
-            assert torch.equal(torch.bincount(_op_assignment(prototypes, features, 0.01), minlength=3), counts)
+            assert torch.equal(torch.bincount(_op_assignment(backend, prototypes, features, 0.01), minlength=3), counts)
         samples = gmm_prototype_samples(prototypes, features, noise_std=0.0, backend=backend)
         assert_close(samples, prototypes[:1].expand(12, -1))
 
