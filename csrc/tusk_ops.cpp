@@ -49,14 +49,18 @@ TORCH_LIBRARY(tusk, m) {
 
   // 4a. sliced_wasserstein: x [G,N,C], y [G,N,C], projections [C,P] -> distance [G],
   //     plus per-point residuals r_x, r_y [G,N,P] (d distance / d projected point) for backward.
+  //     Residuals are not differentiable.
   m.def("sliced_wasserstein(Tensor x, Tensor y, Tensor projections) -> (Tensor, Tensor, Tensor)");
   m.def("sliced_wasserstein_backward(Tensor grad, Tensor x, Tensor y, Tensor projections,"
         " Tensor x_residual, Tensor y_residual, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 
   // 4b. gmm_prototype_samples: prototypes [M,C], features [N,C], noise [N,C] ->
-  //     samples [N,C] (unit norm), assignment [N] int64 (prototype of each sample).
+  //     samples [N,C] (unit norm), assignment [N] int64 (prototype of each sample, grouped).
+  //     Differentiable w.r.t. prototypes only (features choose the counts, noise is a constant).
   m.def("gmm_prototype_samples(Tensor prototypes, Tensor features, Tensor noise, float smoothing)"
         " -> (Tensor, Tensor)");
   m.def("gmm_prototype_samples_backward(Tensor grad, Tensor prototypes, Tensor noise,"
         " Tensor assignment) -> Tensor");
+  // The autograd of 4a and 4b is registered in C++ for every backend
+  // (csrc/<op>/<op>_autograd.cpp); their fake kernels in Python (tusk/ops/<op>.py).
 }

@@ -18,8 +18,17 @@ def prototype_counts(prototypes: torch.Tensor, features: torch.Tensor, smoothing
        to each of the prototypes with the largest fractional parts (ties to the lower index).
        (The official code gives the whole remainder to the last prototype.)
 
-    Computed in float64 so every backend allocates identically; no gradient.
+    Computed in float64 so every backend allocates identically; no gradient. Non-finite inputs
+    (NaN or infinite features or prototypes) make the shares undefined: then every sample goes
+    to prototype 0 (and :func:`gmm_prototype_samples` returns NaN samples).
     """
+    return _prototype_counts(prototypes, features, smoothing)[0]
+
+
+def _prototype_counts(
+    prototypes: torch.Tensor, features: torch.Tensor, smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`prototype_counts` and whether the shares were finite (a 0-dim bool tensor)."""
     with torch.no_grad():
         n = features.shape[0]
         feats, protos = features.double(), prototypes.double()
@@ -35,7 +44,11 @@ def prototype_counts(prototypes: torch.Tensor, features: torch.Tensor, smoothing
         remainder = n - base.sum()
         order = torch.sort(quota - base, descending=True, stable=True).indices
         rank = torch.argsort(order)  # position of each prototype in that order
-        return (base + (rank < remainder)).long()
+        counts = (base + (rank < remainder)).long()
+        # Without this, NaN shares turn into arbitrary integer counts (an out-of-range index).
+        valid = torch.isfinite(quota).all()
+        fallback = F.one_hot(torch.zeros((), dtype=torch.long, device=counts.device), protos.shape[0]) * n
+        return torch.where(valid, counts, fallback), valid
 
 
 def gmm_prototype_samples(
@@ -51,10 +64,11 @@ def gmm_prototype_samples(
 
     Returns:
         ``[N, C]`` unit-norm samples, grouped by prototype index; differentiable w.r.t.
-        ``prototypes``.
+        ``prototypes``. All NaN when the inputs are not finite.
     """
-    counts = prototype_counts(prototypes, features, smoothing)
+    counts, valid = _prototype_counts(prototypes, features, smoothing)
     # Sample i belongs to the prototype whose cumulative count first exceeds i.
     positions = torch.arange(features.shape[0], device=prototypes.device)
     index = torch.searchsorted(torch.cumsum(counts, 0), positions, right=True)
-    return F.normalize(prototypes[index] + noise, dim=-1)
+    samples = F.normalize(prototypes[index] + noise, dim=-1)
+    return torch.where(valid, samples, torch.full_like(samples, float("nan")))
