@@ -278,3 +278,18 @@ class TestDetectKeypoints:
                                          torch.full_like(index, 16), 3, 0.2)
         with pytest.raises(RuntimeError, match="temperature"):
             op.detect_keypoints_backward(torch.zeros_like(xy), torch.zeros_like(score), scores, xy, index, 3, 0.0)
+
+
+def test_reference_backward_memory_does_not_scale_with_k_times_map():
+    # The reference soft-argmax used to gather from the map expanded to [B, K, H*W]; the backward
+    # of that gather allocates a dense [B, K, H*W] gradient (here 1 x 1024 x 64 x 64 floats =
+    # 16 MB; 20 GB for 8 SuperPoint-sized 480 x 640 maps with K = 2048).
+    from torch.profiler import ProfilerActivity, profile
+
+    scores = torch.rand(1, 64, 64, requires_grad=True)
+    xy, score, _ = reference.detect_keypoints(scores, 1024, nms_size=1, window=3)
+    loss = xy.sum() + score.sum()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        loss.backward()
+    largest = max(event.cpu_memory_usage for event in prof.events())
+    assert largest < 2**20, f"backward allocated a {largest / 2**20:.1f} MB block"
