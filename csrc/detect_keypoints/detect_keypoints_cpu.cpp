@@ -39,23 +39,26 @@ int64_t strips_per_image(int64_t batch, int64_t height, int64_t min_rows) {
 }
 
 // The reference's order: higher score first, NaN before everything (torch.sort, descending),
-// equal scores by lower flat index.
-template <typename T>
-bool ranks_before(const Candidate<T>& a, const Candidate<T>& b) {
-  if (a.score > b.score) return true;
-  if (a.score < b.score) return false;
-  const bool a_nan = a.score != a.score, b_nan = b.score != b.score;
-  if (a_nan != b_nan) return a_nan;
-  return a.index < b.index;
-}
+// equal scores by lower flat index. A functor, so that std::sort inlines it (as a function
+// pointer it was ~10% of the 480 x 640, K = 2048 forward).
+struct RanksBefore {
+  template <typename T>
+  bool operator()(const Candidate<T>& a, const Candidate<T>& b) const {
+    if (a.score > b.score) return true;
+    if (a.score < b.score) return false;
+    const bool a_nan = a.score != a.score, b_nan = b.score != b.score;
+    if (a_nan != b_nan) return a_nan;
+    return a.index < b.index;
+  }
+};
 
-// Moves the best `count` candidates (ranks_before order) to the front, sorted.
+// Moves the best `count` candidates (RanksBefore order) to the front, sorted.
 template <typename T>
 void select_best(std::vector<Candidate<T>>& pool, int64_t count) {
   if (count < static_cast<int64_t>(pool.size())) {
-    std::nth_element(pool.begin(), pool.begin() + count, pool.end(), ranks_before<T>);
+    std::nth_element(pool.begin(), pool.begin() + count, pool.end(), RanksBefore{});
   }
-  std::sort(pool.begin(), pool.begin() + std::min<int64_t>(count, pool.size()), ranks_before<T>);
+  std::sort(pool.begin(), pool.begin() + std::min<int64_t>(count, pool.size()), RanksBefore{});
 }
 
 // Counting sort of K slots by the row of their pixel (stable: slot order within a row).

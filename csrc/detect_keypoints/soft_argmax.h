@@ -42,30 +42,39 @@ class SoftArgmax {
   template <typename S>
   void compute(const S* image, int64_t width, const ClippedWindow& win, int64_t px, int64_t py,
                A inv_temperature) {
+    // One pass over the image copies the window into the buffer and finds its max; the
+    // exponent then runs over the contiguous buffer (vectorised).
+    const int64_t cols = win.columns();
+    buffer_.resize((win.y_hi - win.y_lo + 1) * cols);
+    A* out = buffer_.data();
     A m = -std::numeric_limits<A>::infinity();
     for (int64_t y = win.y_lo; y <= win.y_hi; ++y) {
-      const S* row = image + y * width;
-      for (int64_t x = win.x_lo; x <= win.x_hi; ++x) {
-        const A v = static_cast<A>(row[x]);
+      const S* row = image + y * width + win.x_lo;
+      for (int64_t c = 0; c < cols; ++c) {
+        const A v = static_cast<A>(row[c]);
+        out[c] = v;
         m = v > m ? v : m;
       }
+      out += cols;
     }
     max = m;
-    const A* a = fill_weights(image, width, win, inv_temperature);
-    const int64_t cols = win.columns();
+    A* a = buffer_.data();
+    const int64_t count = static_cast<int64_t>(buffer_.size());
+    for (int64_t i = 0; i < count; ++i) a[i] = (a[i] - m) * inv_temperature;
+    exp_inplace(a, count);
     A total = 0, total_x = 0, total_y = 0;
     for (int64_t y = win.y_lo; y <= win.y_hi; ++y, a += cols) {
       A row_sum = 0, row_x = 0;
       for (int64_t c = 0; c < cols; ++c) {
         row_sum += a[c];
-        row_x += a[c] * static_cast<A>(win.x_lo + c - px);
+        row_x += a[c] * static_cast<A>(c);
       }
       total += row_sum;
       total_x += row_x;
       total_y += row_sum * static_cast<A>(y - py);
     }
     sum = total;
-    offset_x = total_x / total;
+    offset_x = total_x / total + static_cast<A>(win.x_lo - px);
     offset_y = total_y / total;
   }
 
@@ -75,20 +84,6 @@ class SoftArgmax {
   }
 
  private:
-  // a_ij = exp((s_ij - max) / T) over the whole window, row-major, into buffer_.
-  template <typename S>
-  const A* fill_weights(const S* image, int64_t width, const ClippedWindow& win, A inv_temperature) {
-    const int64_t cols = win.columns();
-    buffer_.resize((win.y_hi - win.y_lo + 1) * cols);
-    A* out = buffer_.data();
-    for (int64_t y = win.y_lo; y <= win.y_hi; ++y) {
-      const S* row = image + y * width + win.x_lo;
-      for (int64_t c = 0; c < cols; ++c) *out++ = (static_cast<A>(row[c]) - max) * inv_temperature;
-    }
-    exp_inplace(buffer_.data(), static_cast<int64_t>(buffer_.size()));
-    return buffer_.data();
-  }
-
   std::vector<A> buffer_;
 };
 
