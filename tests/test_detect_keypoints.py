@@ -4,7 +4,7 @@ import torch
 
 from tolerances import assert_close
 from tusk.ops import detect_keypoints, reference
-from tusk.ops.reference.detect_keypoints import select_peaks
+from tusk.ops.reference.detect_keypoints import select_peaks, soft_argmax
 
 
 def _bumps(batch, height, width, centres, dtype, device):
@@ -263,6 +263,21 @@ class TestDetectKeypoints:
     def test_cpp_rejects_half_precision(self):
         with pytest.raises(TypeError, match="float32"):
             detect_keypoints(torch.zeros(1, 4, 4, dtype=torch.float16), 1, backend="cpp")
+
+    def test_backward_op_with_xy_away_from_its_window(self, dtype):
+        # The raw backward takes xy as given: its bilinear taps may lie outside the keypoint's
+        # window (a caller's own xy; NaN maps). Expected: the soft-argmax Jacobian at `index`
+        # chained with grad_xy + grad_score * d score / d xy, plus grad_score times the taps at xy.
+        scores = torch.rand(1, 40, 30, dtype=dtype, requires_grad=True)  # B=1: several row strips
+        index = torch.tensor([[0, 45, 610, 1199, 300, 731]])
+        xy = torch.tensor([[[29.0, 39.0], [0.3, 35.2], [12.5, 0.4], [-3.0, 50.0], [7.7, 9.1], [1.2, 24.6]]], dtype=dtype)
+        grad_xy, grad_score = torch.randn(1, 6, 2, dtype=dtype), torch.randn(1, 6, dtype=dtype)
+        refined = soft_argmax(scores, index, 5, 0.2)
+        through = xy + (refined - refined.detach())  # value xy, gradient of the soft-argmax
+        score = reference.sample_descriptors(scores[:, None], through, padding="border")[..., 0]
+        (expected,) = torch.autograd.grad((refined, score), scores, (grad_xy, grad_score))
+        actual = torch.ops.tusk.detect_keypoints_backward(grad_xy, grad_score, scores.detach(), xy, index, 5, 0.2)
+        assert_close(actual, expected, scale=2.0 if dtype == torch.float32 else 1.0)
 
     def test_kernel_backstops(self):
         # Direct calls of the raw ops (no Python validation) fail cleanly, never out of bounds.

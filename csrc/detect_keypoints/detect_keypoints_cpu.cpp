@@ -316,6 +316,8 @@ void backward_kernel(const at::Tensor& grad_xy, const at::Tensor& grad_score,
       zero_until(y1);
       for (int64_t pos = 0; pos < K; ++pos) {  // stray taps
         const int64_t slot = image_order[pos], bk = b * K + slot, py = image_index[slot] / W;
+        const scalar_t y = p_xy[2 * bk + 1];
+        if (y >= py - radius && y <= py + radius) continue;  // taps within the reach (not NaN)
         const auto taps = bilinear_taps<acc>(p_xy[2 * bk], p_xy[2 * bk + 1], H, W, Padding::Border);
         const int64_t swept_lo = std::max<int64_t>(py - radius, 0) * W;
         const int64_t swept_hi = std::min(py + radius + 2, H) * W;
