@@ -67,7 +67,7 @@ def detect_keypoints(
     scores = check_float("scores", scores)
     if scores.dim() == 4:
         check_size("scores", scores, 1, 1, "[B, 1, H, W] or [B, H, W]")
-        scores = scores[:, 0]
+        scores = scores.squeeze(1)  # a view whose backward is a view too (not select_backward's copy)
     elif scores.dim() != 3:
         raise ValueError(f"scores must have shape [B, 1, H, W] or [B, H, W], got {tuple(scores.shape)}")
     check_nonempty("scores", scores, "[B, 1, H, W] or [B, H, W]")
