@@ -80,7 +80,7 @@ inline void sort_by_row(const int64_t* index, int64_t k, int64_t width, int64_t 
 // reads miss; streaming the rows ahead turns that into sequential traffic the hardware handles
 // well. 8 x 480 x 640, K = 2048, window 5, 1 thread, user CPU time on a shared machine
 // (noisy): backward 7.1-8.6 ms prefetching each window 6 keypoints ahead, 5.9-7.1 ms streaming
-// rows, ~8.8 ms without either; the forward refinement (3.6-4.5 ms) is the same with both.
+// rows, 7.1-9.0 ms without either; the forward refinement (3.6-4.5 ms) is the same with both.
 template <typename T>
 class RowPrefetcher {
  public:
