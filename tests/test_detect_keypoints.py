@@ -50,10 +50,6 @@ def sample_inputs(device, dtype):
     ]
 
 
-def _ids(cases):
-    return [f"{tuple(s.shape)}-K{k}-{kw.get('nms_size')}/{kw.get('window')}" for s, k, kw, _ in cases]
-
-
 def _as_maps(scores):
     return scores[:, 0] if scores.dim() == 4 else scores
 
