@@ -1,9 +1,11 @@
 """detect_keypoints: tusk (C++) vs the reference, the official dense soft-argmax, and kornia.
 
 Score maps are realistic detector heatmaps: the sigmoid of Gaussian-smoothed noise (sigma 2 px)
-plus a few sharp Gaussian blobs (sigma 1.5 px, one per expected keypoint), so there are many
-low, broad local maxima and K clear ones, like a trained TUSK / SuperPoint heatmap. ``nms_size``
-equals ``window`` (the official code uses one kernel size for both; see configs.py).
+plus sharp Gaussian blobs (sigma 1.5 px, min(K, 64) per image), so there are broad low local
+maxima and K clear ones, like a trained TUSK / SuperPoint heatmap. NMS peaks per image: ~32
+(MNIST), ~28 (CLEVR), ~18 (Tetrominoes), ~3100 (SuperPoint-like,
+K = 2048). ``nms_size`` equals ``window`` (the official code uses one kernel size for both;
+see configs.py).
 
 Implementations:
 
