@@ -203,18 +203,25 @@ class TestDetectKeypoints:
             for a, b in zip(three, other):
                 assert torch.equal(a, b)
 
-    def test_nan_input_does_not_crash(self, target):
+    def test_nan_and_inf_inputs(self, target):
         device, backend = target
-        scores = torch.rand(2, 8, 9, device=device, requires_grad=True)
+        scores = torch.rand(3, 8, 9, device=device, requires_grad=True)
         with torch.no_grad():
             scores[0, 2, 3] = float("nan")
+            scores[0, 5, 5] = float("inf")  # next to a NaN: not a peak (max_pool2d propagates NaN)
+            scores[0, 5, 6] = float("nan")
             scores[1] = float("nan")
+            scores[2, 1, 1] = float("-inf")
+            scores[2, 6, 2] = float("inf")
         det = detect_keypoints(scores, 5, nms_size=3, window=3, backend=backend)
-        assert det.xy.shape == (2, 5, 2)
+        expected = detect_keypoints(scores, 5, nms_size=3, window=3, backend="reference")
         assert not bool(det.valid[1].any())  # no pixel of an all-NaN map is a peak
-        (det.xy.nansum() + det.score.nansum()).backward()
+        assert torch.equal(det.valid, expected.valid)
+        assert_close(det.xy, expected.xy)  # NaN where the reference has NaN
+        assert_close(det.score, expected.score)
+        (det.xy.nansum() + det.score.nansum()).backward()  # no crash, gradient of the right shape
         assert scores.grad.shape == scores.shape
-        if backend == "cpp":  # the selection around NaN matches max_pool2d's NaN propagation
+        if backend == "cpp":
             _, _, is_peak, index = torch.ops.tusk.detect_keypoints(scores.detach(), 5, 3, 3, 0.2)
             expected_index, expected_peak = select_peaks(scores.detach(), 5, 3)
             assert torch.equal(index, expected_index) and torch.equal(is_peak, expected_peak)
