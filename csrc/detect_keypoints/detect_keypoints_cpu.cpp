@@ -19,6 +19,7 @@
 // does not depend on the strips, so the result is deterministic and the same for any thread
 // count.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -28,6 +29,27 @@
 
 namespace tusk {
 namespace {
+
+// Runs body(scratch, item) for item in [0, count) on the intra-op threads, handing out items
+// one at a time from a shared counter instead of in fixed contiguous blocks: on a shared
+// machine one of the two threads is often descheduled for milliseconds, and the other then
+// takes over its remaining images instead of waiting at the end of the region. Each thread
+// builds one `Scratch` (make_scratch()) for all its items. Results do not depend on which
+// thread runs an item: every item writes its own outputs.
+template <typename MakeScratch, typename Body>
+void parallel_items(int64_t count, MakeScratch make_scratch, Body body) {
+  if (count <= 0) return;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(count, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    auto scratch = make_scratch();
+    for (int64_t worker = begin; worker < end; ++worker) {
+      for (int64_t item = next.fetch_add(1); item < count; item = next.fetch_add(1)) {
+        body(scratch, item);
+      }
+    }
+  });
+}
 
 // Strips per image so that batch * strips >= 2 * threads when the map is tall enough
 // (each strip at least `min_rows` rows).
@@ -166,21 +188,28 @@ void forward_kernel(const at::Tensor& scores, const Geometry& g, double temperat
   int64_t* out_index = index.data_ptr<int64_t>();
 
   const acc inv_temperature = static_cast<acc>(1.0 / temperature);
+  struct Scratch {  // per thread
+    PeakFinder<scalar_t> finder;
+    std::vector<Candidate<scalar_t>> pool;
+    std::vector<int64_t> row_start, order;
+    SoftArgmax<acc> sa;
+  };
+  auto make_scratch = [&] { return Scratch{PeakFinder<scalar_t>(H, W, g.nms_radius), {}, {}, {}, {}}; };
+
   // Selection and refinement of image b from its peaks (index order; reordered here).
-  auto finish_image = [&](int64_t b, std::vector<Candidate<scalar_t>>& pool, SoftArgmax<acc>& sa,
-                          std::vector<int64_t>& row_start, std::vector<int64_t>& order) {
+  auto finish_image = [&](int64_t b, std::vector<Candidate<scalar_t>>& pool, Scratch& t) {
     const scalar_t* image = s + b * HW;
     int64_t* slot_index = out_index + b * K;
     select_slots(image, HW, K, pool, slot_index, out_peak + b * K);
-    sort_by_row(slot_index, K, W, H, row_start, order);
+    sort_by_row(slot_index, K, W, H, t.row_start, t.order);
     RowPrefetcher<scalar_t> prefetch(image, H, W, 0);
     for (int64_t pos = 0; pos < K; ++pos) {
-      const int64_t slot = order[pos], p = slot_index[slot], px = p % W, py = p / W;
+      const int64_t slot = t.order[pos], p = slot_index[slot], px = p % W, py = p / W;
       prefetch.reach(py + g.window_radius);
       const ClippedWindow win(px, py, g.window_radius, H, W);
-      sa.compute(image, W, win, px, py, inv_temperature);
-      const scalar_t x = static_cast<scalar_t>(static_cast<acc>(px) + sa.offset_x);
-      const scalar_t y = static_cast<scalar_t>(static_cast<acc>(py) + sa.offset_y);
+      t.sa.compute(image, W, win, px, py, inv_temperature);
+      const scalar_t x = static_cast<scalar_t>(static_cast<acc>(px) + t.sa.offset_x);
+      const scalar_t y = static_cast<scalar_t>(static_cast<acc>(py) + t.sa.offset_y);
       const auto taps = bilinear_taps<acc>(x, y, H, W, Padding::Border);
       acc value = 0;
       for (int i = 0; i < 4; ++i) value += taps.weight[i] * static_cast<acc>(image[taps.index[i]]);
@@ -197,41 +226,28 @@ void forward_kernel(const at::Tensor& scores, const Geometry& g, double temperat
   if (strips == 1) {
     // Enough images: one task per image does NMS, selection and refinement while the image is
     // still in cache.
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-      PeakFinder<scalar_t> finder(H, W, g.nms_radius);
-      std::vector<Candidate<scalar_t>> pool;
-      std::vector<int64_t> row_start, order;
-      SoftArgmax<acc> sa;
-      for (int64_t b = begin; b < end; ++b) {
-        pool.clear();
-        finder.find(s + b * HW, 0, H, pool);
-        finish_image(b, pool, sa, row_start, order);
-      }
+    parallel_items(B, make_scratch, [&](Scratch& t, int64_t b) {
+      t.pool.clear();
+      t.finder.find(s + b * HW, 0, H, t.pool);
+      finish_image(b, t.pool, t);
     });
     return;
   }
   // Few, large images: NMS per (image, strip), then selection and refinement per image.
   const int64_t strip_rows = (H + strips - 1) / strips;
   std::vector<std::vector<Candidate<scalar_t>>> peaks(B * strips);
-  at::parallel_for(0, B * strips, 1, [&](int64_t begin, int64_t end) {
-    PeakFinder<scalar_t> finder(H, W, g.nms_radius);
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t b = unit / strips, y0 = (unit % strips) * strip_rows;
-      const int64_t y1 = std::min(H, y0 + strip_rows);
-      if (y0 < y1) finder.find(s + b * HW, y0, y1, peaks[unit]);
-    }
+  parallel_items(B * strips, make_scratch, [&](Scratch& t, int64_t unit) {
+    const int64_t b = unit / strips, y0 = (unit % strips) * strip_rows;
+    const int64_t y1 = std::min(H, y0 + strip_rows);
+    if (y0 < y1) t.finder.find(s + b * HW, y0, y1, peaks[unit]);
   });
-  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    std::vector<int64_t> row_start, order;
-    SoftArgmax<acc> sa;
-    for (int64_t b = begin; b < end; ++b) {
-      std::vector<Candidate<scalar_t>>& pool = peaks[b * strips];
-      for (int64_t strip = 1; strip < strips; ++strip) {
-        auto& more = peaks[b * strips + strip];
-        pool.insert(pool.end(), more.begin(), more.end());
-      }
-      finish_image(b, pool, sa, row_start, order);
+  parallel_items(B, make_scratch, [&](Scratch& t, int64_t b) {
+    std::vector<Candidate<scalar_t>>& pool = peaks[b * strips];
+    for (int64_t strip = 1; strip < strips; ++strip) {
+      auto& more = peaks[b * strips + strip];
+      pool.insert(pool.end(), more.begin(), more.end());
     }
+    finish_image(b, pool, t);
   });
 }
 
@@ -260,81 +276,84 @@ void backward_kernel(const at::Tensor& grad_xy, const at::Tensor& grad_score,
   // it. Taps outside the reach (only for an xy not made by forward, e.g. NaN) are added last.
   const int64_t strips = strips_per_image(B, H, 16);
   const int64_t strip_rows = (H + strips - 1) / strips;
-  at::parallel_for(0, B * strips, 1, [&](int64_t begin, int64_t end) {
+  struct Scratch {  // per thread
     SoftArgmax<acc> sa;
     std::vector<int64_t> row_start, order;
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t b = unit / strips, y0 = (unit % strips) * strip_rows;
-      const int64_t y1 = std::min(H, y0 + strip_rows);
-      if (y0 >= y1) continue;
-      const scalar_t* image = s + b * HW;
-      const int64_t* image_index = idx + b * K;
-      sort_by_row(image_index, K, W, H, row_start, order);
-      const int64_t* image_order = order.data();
-      scalar_t* grad = out + b * HW;
-      int64_t zeroed = y0;  // rows [y0, zeroed) of the strip are zeroed
-      auto zero_until = [&](int64_t row_end) {
-        row_end = std::min(row_end, y1);
-        if (row_end > zeroed) {
-          std::memset(grad + zeroed * W, 0, sizeof(scalar_t) * (row_end - zeroed) * W);
-          zeroed = row_end;
-        }
-      };
-      const int64_t* starts = row_start.data();
-      const int64_t first = starts[std::max<int64_t>(0, y0 - radius - 1)];
-      const int64_t last = starts[std::min(H, y1 + radius)];
-      RowPrefetcher<scalar_t> prefetch(image, H, W, y0);
-      for (int64_t pos = first; pos < last; ++pos) {
-        const int64_t slot = image_order[pos], bk = b * K + slot;
-        const int64_t p = image_index[slot], px = p % W, py = p / W;
-        prefetch.reach(std::min(py + radius, y1 - 1));
-        const int64_t reach_lo = std::max(py - radius, y0), reach_hi = std::min(py + radius + 1, y1 - 1);
-        zero_until(reach_hi + 1);
-        const ClippedWindow win(px, py, radius, H, W);
-        const auto taps = bilinear_taps<acc>(p_xy[2 * bk], p_xy[2 * bk + 1], H, W, Padding::Border);
-        const acc grad_s = static_cast<acc>(gs[bk]);
-        const int64_t row_lo = std::max(win.y_lo, y0), row_hi = std::min(win.y_hi, y1 - 1);
-        if (row_lo <= row_hi) {
-          acc dscore_dx = 0, dscore_dy = 0;
-          for (int i = 0; i < 4; ++i) {
-            const acc v = static_cast<acc>(image[taps.index[i]]);
-            dscore_dx += taps.dweight_dx[i] * v;
-            dscore_dy += taps.dweight_dy[i] * v;
-          }
-          const acc grad_x = static_cast<acc>(gxy[2 * bk]) + grad_s * dscore_dx;
-          const acc grad_y = static_cast<acc>(gxy[2 * bk + 1]) + grad_s * dscore_dy;
-          sa.compute(image, W, win, px, py, inv_temperature);
-          const acc scale = inv_temperature / sa.sum;
-          const acc* a = sa.weights(win, row_lo);
-          const int64_t cols = win.columns();
-          for (int64_t y = row_lo; y <= row_hi; ++y, a += cols) {
-            scalar_t* grow = grad + y * W + win.x_lo;
-            const acc along_y = grad_y * (static_cast<acc>(y - py) - sa.offset_y);
-            for (int64_t c = 0; c < cols; ++c) {
-              const acc along = grad_x * (static_cast<acc>(win.x_lo + c - px) - sa.offset_x) + along_y;
-              grow[c] += static_cast<scalar_t>(a[c] * scale * along);
-            }
-          }
-        }
+  };
+  parallel_items(B * strips, [] { return Scratch{}; }, [&](Scratch& t, int64_t unit) {
+    const int64_t b = unit / strips, y0 = (unit % strips) * strip_rows;
+    const int64_t y1 = std::min(H, y0 + strip_rows);
+    if (y0 >= y1) return;
+    SoftArgmax<acc>& sa = t.sa;
+    std::vector<int64_t>& row_start = t.row_start;
+    std::vector<int64_t>& order = t.order;
+    const scalar_t* image = s + b * HW;
+    const int64_t* image_index = idx + b * K;
+    sort_by_row(image_index, K, W, H, row_start, order);
+    const int64_t* image_order = order.data();
+    scalar_t* grad = out + b * HW;
+    int64_t zeroed = y0;  // rows [y0, zeroed) of the strip are zeroed
+    auto zero_until = [&](int64_t row_end) {
+      row_end = std::min(row_end, y1);
+      if (row_end > zeroed) {
+        std::memset(grad + zeroed * W, 0, sizeof(scalar_t) * (row_end - zeroed) * W);
+        zeroed = row_end;
+      }
+    };
+    const int64_t* starts = row_start.data();
+    const int64_t first = starts[std::max<int64_t>(0, y0 - radius - 1)];
+    const int64_t last = starts[std::min(H, y1 + radius)];
+    RowPrefetcher<scalar_t> prefetch(image, H, W, y0);
+    for (int64_t pos = first; pos < last; ++pos) {
+      const int64_t slot = image_order[pos], bk = b * K + slot;
+      const int64_t p = image_index[slot], px = p % W, py = p / W;
+      prefetch.reach(std::min(py + radius, y1 - 1));
+      const int64_t reach_lo = std::max(py - radius, y0), reach_hi = std::min(py + radius + 1, y1 - 1);
+      zero_until(reach_hi + 1);
+      const ClippedWindow win(px, py, radius, H, W);
+      const auto taps = bilinear_taps<acc>(p_xy[2 * bk], p_xy[2 * bk + 1], H, W, Padding::Border);
+      const acc grad_s = static_cast<acc>(gs[bk]);
+      const int64_t row_lo = std::max(win.y_lo, y0), row_hi = std::min(win.y_hi, y1 - 1);
+      if (row_lo <= row_hi) {
+        acc dscore_dx = 0, dscore_dy = 0;
         for (int i = 0; i < 4; ++i) {
-          if (taps.index[i] >= reach_lo * W && taps.index[i] < (reach_hi + 1) * W) {
-            grad[taps.index[i]] += static_cast<scalar_t>(grad_s * taps.weight[i]);
+          const acc v = static_cast<acc>(image[taps.index[i]]);
+          dscore_dx += taps.dweight_dx[i] * v;
+          dscore_dy += taps.dweight_dy[i] * v;
+        }
+        const acc grad_x = static_cast<acc>(gxy[2 * bk]) + grad_s * dscore_dx;
+        const acc grad_y = static_cast<acc>(gxy[2 * bk + 1]) + grad_s * dscore_dy;
+        sa.compute(image, W, win, px, py, inv_temperature);
+        const acc scale = inv_temperature / sa.sum;
+        const acc* a = sa.weights(win, row_lo);
+        const int64_t cols = win.columns();
+        for (int64_t y = row_lo; y <= row_hi; ++y, a += cols) {
+          scalar_t* grow = grad + y * W + win.x_lo;
+          const acc along_y = grad_y * (static_cast<acc>(y - py) - sa.offset_y);
+          for (int64_t c = 0; c < cols; ++c) {
+            const acc along = grad_x * (static_cast<acc>(win.x_lo + c - px) - sa.offset_x) + along_y;
+            grow[c] += static_cast<scalar_t>(a[c] * scale * along);
           }
         }
       }
-      zero_until(y1);
-      for (int64_t pos = 0; pos < K; ++pos) {  // stray taps
-        const int64_t slot = image_order[pos], bk = b * K + slot, py = image_index[slot] / W;
-        const scalar_t y = p_xy[2 * bk + 1];
-        if (y >= py - radius && y <= py + radius) continue;  // taps within the reach (not NaN)
-        const auto taps = bilinear_taps<acc>(p_xy[2 * bk], p_xy[2 * bk + 1], H, W, Padding::Border);
-        const int64_t swept_lo = std::max<int64_t>(py - radius, 0) * W;
-        const int64_t swept_hi = std::min(py + radius + 2, H) * W;
-        for (int i = 0; i < 4; ++i) {
-          const int64_t at = taps.index[i];
-          if ((at < swept_lo || at >= swept_hi) && at >= y0 * W && at < y1 * W) {
-            grad[taps.index[i]] += static_cast<scalar_t>(static_cast<acc>(gs[bk]) * taps.weight[i]);
-          }
+      for (int i = 0; i < 4; ++i) {
+        if (taps.index[i] >= reach_lo * W && taps.index[i] < (reach_hi + 1) * W) {
+          grad[taps.index[i]] += static_cast<scalar_t>(grad_s * taps.weight[i]);
+        }
+      }
+    }
+    zero_until(y1);
+    for (int64_t pos = 0; pos < K; ++pos) {  // stray taps
+      const int64_t slot = image_order[pos], bk = b * K + slot, py = image_index[slot] / W;
+      const scalar_t y = p_xy[2 * bk + 1];
+      if (y >= py - radius && y <= py + radius) continue;  // taps within the reach (not NaN)
+      const auto taps = bilinear_taps<acc>(p_xy[2 * bk], p_xy[2 * bk + 1], H, W, Padding::Border);
+      const int64_t swept_lo = std::max<int64_t>(py - radius, 0) * W;
+      const int64_t swept_hi = std::min(py + radius + 2, H) * W;
+      for (int i = 0; i < 4; ++i) {
+        const int64_t at = taps.index[i];
+        if ((at < swept_lo || at >= swept_hi) && at >= y0 * W && at < y1 * W) {
+          grad[taps.index[i]] += static_cast<scalar_t>(static_cast<acc>(gs[bk]) * taps.weight[i]);
         }
       }
     }
