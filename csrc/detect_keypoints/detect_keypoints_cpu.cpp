@@ -10,7 +10,8 @@
 //     refined xy.
 // With enough images one task per image does all three while the image is in cache; with few,
 // large images (B < 2 * threads) NMS runs per (image, row strip) first. Nothing of size H x W is
-// allocated: the cost is the filter's few comparisons per pixel plus O(K window^2).
+// allocated (except the non-peak candidates of an image with fewer than K peaks): the cost is
+// the filter's few comparisons per pixel plus O(K window^2).
 //
 // Backward: one task per (image, row strip) owns those rows of grad_scores, zeroes them and
 // sweeps the keypoints that reach them in row order, adding the soft-argmax term
