@@ -6,7 +6,7 @@ from typing import NamedTuple
 import torch
 
 from . import reference
-from ._backend import kernel_namespace, resolve_backend
+from ._backend import cpp_available, kernel_namespace, resolve_backend
 from ._checks import check_float, check_int, check_nonempty, check_positive_float, check_size
 
 
@@ -70,7 +70,7 @@ def detect_keypoints(
     scores = check_float("scores", scores)
     if scores.dim() == 4:
         check_size("scores", scores, 1, 1, "[B, 1, H, W] or [B, H, W]")
-        scores = scores[:, 0]
+        scores = scores.squeeze(1)  # a view whose backward is a view too (not select_backward's copy)
     elif scores.dim() != 3:
         raise ValueError(f"scores must have shape [B, 1, H, W] or [B, H, W], got {tuple(scores.shape)}")
     check_nonempty("scores", scores, "[B, 1, H, W] or [B, H, W]")
@@ -96,3 +96,45 @@ def detect_keypoints(
     if threshold is not None:
         valid = valid & (score >= threshold)
     return Detections(xy, score, valid)
+
+
+def _register_cpp() -> None:
+    @torch.library.register_fake("tusk::detect_keypoints")
+    def _(scores, k, nms_size, window, temperature):
+        batch = scores.shape[0]
+        return (
+            scores.new_empty((batch, k, 2)),
+            scores.new_empty((batch, k)),
+            scores.new_empty((batch, k), dtype=torch.bool),
+            scores.new_empty((batch, k), dtype=torch.int64),
+        )
+
+    @torch.library.register_fake("tusk::detect_keypoints_backward")
+    def _(grad_xy, grad_score, scores, xy, index, window, temperature):
+        return torch.empty_like(scores)
+
+    def setup_context(ctx, inputs, output):
+        scores, _k, _nms_size, window, temperature = inputs
+        xy, _score, _is_peak, index = output
+        ctx.save_for_backward(scores, xy, index)
+        ctx.window = window
+        ctx.temperature = temperature
+
+    def backward(ctx, grad_xy, grad_score, _grad_is_peak, _grad_index):
+        # is_peak (bool) and index (int64) are not differentiable; the selection is piecewise
+        # constant, so only the soft-argmax and the bilinear score carry gradient.
+        scores, xy, index = ctx.saved_tensors
+        if grad_xy is None:
+            grad_xy = torch.zeros_like(xy)
+        if grad_score is None:
+            grad_score = xy.new_zeros(xy.shape[:2])
+        grad_scores = torch.ops.tusk.detect_keypoints_backward(
+            grad_xy.contiguous(), grad_score.contiguous(), scores, xy, index, ctx.window, ctx.temperature
+        )
+        return grad_scores, None, None, None, None
+
+    torch.library.register_autograd("tusk::detect_keypoints", backward, setup_context=setup_context)
+
+
+if cpp_available():
+    _register_cpp()

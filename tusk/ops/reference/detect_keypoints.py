@@ -55,7 +55,9 @@ def soft_argmax(scores: torch.Tensor, index: torch.Tensor, window: int, temperat
     wx, wy = px[..., None] + dx, py[..., None] + dy  # [B, K, window^2]
     inside = (wx >= 0) & (wx < width) & (wy >= 0) & (wy < height)
     flat_index = wy.clamp(0, height - 1) * width + wx.clamp(0, width - 1)
-    values = torch.gather(scores.reshape(batch, 1, -1).expand(-1, index.shape[1], -1), 2, flat_index)
+    # Gather from the flat [B, H*W] map (not from one expanded to [B, K, H*W]: the backward of
+    # that gather materialises a dense [B, K, H*W] gradient, 20 GB at 8 x 2048 x 480 x 640).
+    values = torch.gather(scores.reshape(batch, -1), 1, flat_index.reshape(batch, -1)).reshape(flat_index.shape)
     logits = (values / temperature).masked_fill(~inside, float("-inf"))
     weights = torch.softmax(logits, dim=-1)  # exp((s - s_max)/T) / sum, outside pixels excluded
     offset = torch.stack(((weights * dx).sum(-1), (weights * dy).sum(-1)), dim=-1)
