@@ -187,7 +187,7 @@ class Trainer:
         scalars["loss/sw"] = float(sw.detach())
         valid = out.valid
         scalars["stats/valid_fraction"] = float(valid.float().mean())
-        scalars["stats/score_mean"] = float(out.scores[valid].mean()) if valid.any() else 0.0
+        scalars["stats/score_mean"] = float(out.scores.detach()[valid].mean()) if valid.any() else 0.0
         scalars["stats/prototypes_used"] = float(out.labels.unique().numel())
         if checking:
             self._report_check(step, differences)
