@@ -11,7 +11,7 @@ from tusk.train import Trainer, load_run
 from tusk.training.check_ops import OpCheckError
 from tusk.training.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from tusk.training.data import StepBatches
-from tusk.training.evaluation import quick_metrics
+from tusk.training.evaluation import evaluate_run
 from tusk.training.seeding import step_generator
 from tusk.training.squares import Squares
 
@@ -139,7 +139,7 @@ def test_learns_keypoints_on_objects(tmp_path):
     })
     trainer = Trainer(config, tmp_path, progress=False)
     with tusk.ops.use_backend("reference"):
-        before = quick_metrics(trainer.model, trainer.test_set, 64, trainer.device)
+        before = evaluate_run(trainer.model, "squares", trainer.test_set, 64, trainer.device)
     after = trainer.run()
     assert after["reconstruction_mse"] < 0.3 * before["reconstruction_mse"]
     assert after["keypoint_to_object_px"] < 0.5 * after["keypoint_to_object_px_random"]
@@ -198,3 +198,20 @@ def test_squares_dataset():
     assert not torch.equal(item["image"], Squares(5, image_size=20, objects=3, seed=1, split="test")[2]["image"])
     with pytest.raises(IndexError):
         data[5]
+
+
+def test_tetrominoes_alpha_run_reports_object_discovery(tmp_path):
+    """One alpha-blending step on procedural Tetrominoes: masks reach tusk.eval's ARI."""
+    config = config_from_dict({
+        "name": "tet",
+        "data": {"dataset": "tetrominoes", "train_length": 8, "test_length": 4},
+        "model": {"channels": 8, "keypoints": 3, "prototypes": 6, "window": 9, "width": 4, "levels": 2,
+                  "alpha_blending": True},
+        "train": {"steps": 1, "batch_size": 2, "sw_steps": 1, "image_every": 0, "checkpoint_every": 0,
+                  "eval_images": 4, "backend": "reference"},
+    })
+    metrics = Trainer(config, tmp_path, progress=False).run()
+    task = metrics["task"]
+    assert 0 <= task["ari"] <= 1 and task["ari_images"] == 4
+    assert {"shape_accuracy", "color_accuracy"} <= task.keys()
+    assert (tmp_path / "detections.png").is_file()

@@ -31,7 +31,7 @@ from .model import TUSK
 from .training import check_ops as op_check
 from .training.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, restore_rng_states, save_checkpoint
 from .training.data import build_dataset, first_items, training_batches
-from .training.evaluation import quick_metrics, task_metrics
+from .training.evaluation import evaluate_run
 from .training.pairs import make_pairs
 from .training.seeding import step_generator
 from .training.step import network_losses, prototype_loss
@@ -282,11 +282,8 @@ class Trainer:
         cfg = self.config
         self.write_pictures(panel_images, self.run_dir)
         metrics: dict[str, Any] = {"step": self.step, "train_seconds": round(self.elapsed, 2)}
-        metrics.update(quick_metrics(self.model, self.test_set, cfg.train.eval_images, self.device))
-        task = task_metrics(cfg.data.dataset, self.model, self.test_set, cfg.train.eval_images, self.device)
-        if task is not None:
-            metrics["task"] = task
-        for name, value in metrics.items():
+        metrics.update(evaluate_run(self.model, cfg.data.dataset, self.test_set, cfg.train.eval_images, self.device))
+        for name, value in {**metrics, **metrics.get("task", {})}.items():
             if isinstance(value, (int, float)):
                 self.writer.add_scalar(f"eval/{name}", value, self.step)
         with open(os.path.join(self.run_dir, "metrics.json"), "w", encoding="utf-8") as fh:

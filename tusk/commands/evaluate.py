@@ -11,7 +11,8 @@ from .common import UserError, parse_device, report, user_errors
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("eval", help="evaluate a trained run on the test split",
                             description="Run a trained model on the test split, print the metrics and "
-                                        "write them to RUN_DIR/eval.json (or --out).")
+                                        "write them to RUN_DIR/eval.json (or --out); the task metrics' "
+                                        "figures go to RUN_DIR/eval/.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `tusk train`")
     parser.add_argument("--data-dir", help="directory holding the dataset files (overrides the stored one)")
     parser.add_argument("--images", type=int, help="number of test images (default: the whole test split)")
@@ -33,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     from .. import ops
     from ..train import load_run
     from ..training.data import build_dataset
-    from ..training.evaluation import quick_metrics, task_metrics
+    from ..training.evaluation import evaluate_run
 
     if not os.path.isdir(args.run_dir):
         raise UserError(f"{args.run_dir} is not a run directory")
@@ -47,12 +48,10 @@ def _run(args: argparse.Namespace) -> int:
     count = len(test_set) if args.images is None else min(args.images, len(test_set))
     with ops.use_backend(config.train.backend):
         metrics = {"run": os.path.abspath(args.run_dir), "dataset": config.data.dataset, "split": "test"}
-        metrics.update(quick_metrics(model, test_set, count, device))
+        # The landmark tasks fit their linear regressor on the training split.
         train_set = build_dataset(config.data, "train") if config.data.dataset in ("celeba", "h36m") else None
-        task = task_metrics(config.data.dataset, model, test_set, count, device, train_set=train_set,
-                            out_dir=args.run_dir)
-    if task is not None:
-        metrics["task"] = task
+        metrics.update(evaluate_run(model, config.data.dataset, test_set, count, device, train_set=train_set,
+                                    out_dir=os.path.join(args.run_dir, "eval")))
     out = args.out or os.path.join(args.run_dir, "eval.json")
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(metrics, fh, indent=2, default=_plain)

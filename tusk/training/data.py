@@ -6,13 +6,15 @@ sees exactly the batches an uninterrupted run would, with no iterator state to s
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
+from .. import data as tusk_data
 from ..config import DataConfig
+from ..data import collate
 from .squares import Squares
 
 #: Test-split length used for procedural datasets when the config gives none.
@@ -22,10 +24,9 @@ DEFAULT_TEST_LENGTH = 256
 def build_dataset(config: DataConfig, split: str) -> torch.utils.data.Dataset:
     """The ``split`` of the configured dataset.
 
-    ``squares`` is built here; every other name goes to ``tusk.data.build_dataset``.
+    ``squares`` is built here; every other name goes to :func:`tusk.data.build_dataset`.
 
     Raises:
-        RuntimeError: the dataset package is not installed.
         FileNotFoundError / ValueError: from the dataset readers (missing or bad files).
     """
     length = config.train_length if split == "train" else config.test_length
@@ -33,28 +34,8 @@ def build_dataset(config: DataConfig, split: str) -> torch.utils.data.Dataset:
         size = config.image_size or 24
         return Squares(length or (4096 if split == "train" else DEFAULT_TEST_LENGTH), image_size=size,
                        split=split, seed=config.seed)
-    try:
-        from .. import data as tusk_data
-    except ImportError as err:
-        raise RuntimeError(f"dataset {config.dataset!r} needs the tusk.data package, which is not "
-                           f"available in this installation ({err})") from None
     return tusk_data.build_dataset(config.dataset, split, root=config.root, image_size=config.image_size,
                                    seed=config.seed, length=length, download=config.download)
-
-
-def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack ``"image"`` into ``[B, 3, H, W]``; keep every other field as a per-item list."""
-    try:
-        from ..data import collate as data_collate
-    except ImportError:
-        data_collate = None
-    if data_collate is not None:
-        return data_collate(items)
-    batch: dict[str, Any] = {"image": torch.stack([item["image"] for item in items])}
-    for key in items[0]:
-        if key != "image":
-            batch[key] = [item[key] for item in items]
-    return batch
 
 
 class StepBatches(torch.utils.data.Sampler):

@@ -22,9 +22,10 @@ def collect_predictions(model: TUSK, dataset, count: int, device: torch.device,
 
     Returns:
         ``(predictions, targets, mse)``: predictions as ``tusk.eval`` expects them (numpy
-        ``xy [N, K, 2]``, ``valid [N, K]``, ``labels [N, K]``, ``descriptors [N, K, C]``, and
-        ``masks [N, K, H, W]`` with alpha blending); targets = the items' other fields (one
-        dict per item, the image left out); mse = mean reconstruction error.
+        ``xy [N, K, 2]``, ``valid [N, K]``, ``labels [N, K]``, ``descriptors [N, K, C]``,
+        ``scores [N, K]``, and ``masks [N, K, H, W]`` float alpha masks with alpha blending);
+        targets = the items' other fields (one dict per item, the image left out); mse = mean
+        reconstruction error.
     """
     model.eval()
     parts: dict[str, list[np.ndarray]] = {"xy": [], "valid": [], "labels": [], "descriptors": [], "scores": []}
@@ -40,39 +41,36 @@ def collect_predictions(model: TUSK, dataset, count: int, device: torch.device,
         for name in ("xy", "valid", "labels", "descriptors", "scores"):
             parts[name].append(getattr(out, name).cpu().numpy())
         if "masks" in parts:
-            parts["masks"].append(out.masks.cpu().numpy())
-        n = images.shape[0]
-        for i in range(n):
+            parts["masks"].append(out.alpha[:, :, 0].cpu().numpy())
+        for i in range(images.shape[0]):
             targets.append({k: v[i] for k, v in batch.items() if k != "image"})
     predictions = {k: np.concatenate(v) for k, v in parts.items()}
     return predictions, targets, squared_error / max(pixels, 1)
 
 
-def quick_metrics(model: TUSK, dataset, count: int, device: torch.device) -> dict[str, float]:
-    """Reconstruction MSE and, when items carry ``"centers"``, keypoint-to-object distances."""
-    predictions, targets, mse = collect_predictions(model, dataset, count, device)
-    metrics: dict[str, float] = {"images": len(targets), "reconstruction_mse": mse}
+def evaluate_run(model: TUSK, dataset_name: str, test_set, count: int, device: torch.device, *,
+                 train_set=None, out_dir: str | None = None) -> dict[str, Any]:
+    """Metrics of a model on the first ``count`` test items.
+
+    Always: ``reconstruction_mse``; with object ``"centers"`` in the items: keypoint-to-object
+    distances and recall against a random baseline (:func:`~.metrics.keypoint_metrics`); for
+    the paper's datasets: the task metrics of ``tusk.eval.evaluate`` under ``"task"`` (the
+    landmark tasks need ``train_set`` to fit their regressor and are skipped without it).
+    ``out_dir`` receives ``tusk.eval``'s figures and ``metrics.json``.
+    """
+    predictions, targets, mse = collect_predictions(model, test_set, count, device)
+    metrics: dict[str, Any] = {"images": len(targets), "reconstruction_mse": mse}
     if targets and "centers" in targets[0]:
-        size = tuple(dataset[0]["image"].shape[-2:])
+        size = tuple(test_set[0]["image"].shape[-2:])
         centers = [np.asarray(t["centers"]) for t in targets]
         # An object counts as found when a keypoint lies within a tenth of the image size.
-        radius = max(size) / 10
-        metrics.update(keypoint_metrics(predictions["xy"], predictions["valid"], centers, size, radius))
-    return metrics
-
-
-def task_metrics(dataset_name: str, model: TUSK, test_set, count: int, device: torch.device,
-                 train_set=None, out_dir: str | None = None) -> dict[str, Any] | None:
-    """The paper's metrics via ``tusk.eval.evaluate`` (None when the dataset has no task or the
-    metrics package is not installed)."""
+        metrics.update(keypoint_metrics(predictions["xy"], predictions["valid"], centers, size, max(size) / 10))
     task = TASKS.get(dataset_name)
-    if task is None:
-        return None
-    try:
-        from ..eval import evaluate
-    except ImportError:
-        return None
-    test = collect_predictions(model, test_set, count, device)[:2]
-    train = collect_predictions(model, train_set, count, device)[:2] if (task == "landmarks" and train_set is not None) else None
+    if task is None or (task == "landmarks" and train_set is None):
+        return metrics
+    from ..eval import evaluate
+
+    train = collect_predictions(model, train_set, count, device)[:2] if task == "landmarks" else None
     prototypes = model.normalized_prototypes().detach().cpu().numpy()
-    return evaluate(task, test, train=train, prototypes=prototypes, out_dir=out_dir)
+    metrics["task"] = evaluate(task, (predictions, targets), train=train, prototypes=prototypes, out_dir=out_dir)
+    return metrics
