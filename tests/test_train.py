@@ -128,12 +128,13 @@ def test_check_ops_catches_a_wrong_kernel(tmp_path, monkeypatch, op, perturb, ex
 
 def test_learns_keypoints_on_objects(tmp_path):
     """200 steps on coloured squares: the reconstruction improves and keypoints move onto the
-    squares (far closer than random points). Seeds 0-4 gave recall 0.84-0.98 and distances
-    0.12-0.39x the random baseline; this test uses seed 0."""
+    squares (far closer than random points). Over seeds 0-5, on two builds whose reference ops
+    differ in float rounding, recall was 0.60-1.00 and distances 0.08-0.30x the random baseline;
+    this test uses seed 0."""
     config = config_from_dict({
         "name": "learn",
-        "data": {"dataset": "squares", "image_size": 20, "test_length": 64},
-        "model": {"channels": 16, "keypoints": 2, "prototypes": 6, "window": 7, "width": 8, "levels": 3},
+        "data": {"dataset": "squares", "image_size": 24, "test_length": 64},
+        "model": {"channels": 16, "keypoints": 2, "prototypes": 6, "window": 7, "width": 8, "levels": 2},
         "train": {"steps": 200, "batch_size": 8, "sw_steps": 2, "lr": 3e-3, "log_every": 50,
                   "image_every": 0, "checkpoint_every": 0, "eval_images": 64, "backend": "reference"},
     })
@@ -142,8 +143,8 @@ def test_learns_keypoints_on_objects(tmp_path):
         before = evaluate_run(trainer.model, "squares", trainer.test_set, 64, trainer.device)
     after = trainer.run()
     assert after["reconstruction_mse"] < 0.3 * before["reconstruction_mse"]
-    assert after["keypoint_to_object_px"] < 0.5 * after["keypoint_to_object_px_random"]
-    assert after["object_recall"] > 0.75 > 0.1 > after["object_recall_random"]
+    assert after["keypoint_to_object_px"] < 0.4 * after["keypoint_to_object_px_random"]
+    assert after["object_recall"] > 0.5 > 0.1 > after["object_recall_random"]
 
 
 def test_step_batches_depend_only_on_the_step():

@@ -25,6 +25,15 @@ class Encoder(nn.Module):
     heatmap logits, followed by a single-group GroupNorm, as in the official code: it
     standardises each image's heatmap (zero mean, unit variance, then a learned scale and
     shift), so the sigmoid scores neither saturate nor flatten as the features drift.
+
+    Initialisation (the paper is silent; the official code uses PyTorch's default): the head's
+    last convolution starts with non-negative weights. After the per-channel GroupNorm and
+    ReLU, that makes the initial heatmap a saliency measure, high where features deviate from
+    their image-wide mean, i.e. on objects rather than on a uniform background. With the
+    default (random-sign) weights, objects scored higher than background at initialisation for
+    only 12-13 of 20 seeds (squares, Tetrominoes at 35 and 112 px; 20/20 with this init), and a
+    run that starts inverted tends to keep its keypoints in the background: in 200-step runs
+    on coloured squares, 1 of 6 seeds ended with no keypoint on any object before, 0 of 6 after.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -38,6 +47,8 @@ class Encoder(nn.Module):
             nn.Conv2d(c, 1, 3, padding=1),
             nn.GroupNorm(1, 1),
         )
+        with torch.no_grad():
+            self.heatmap_head[3].weight.abs_()  # saliency-like start, see the class docstring
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.features(images)
