@@ -113,9 +113,19 @@ def _perturb_backward(original):
     return perturbed
 
 
+def _perturb_detection_backward(original):
+    def perturbed(*args, **kwargs):
+        out = original(*args, **kwargs)
+        if tusk.ops._backend._DEFAULT[0] != "reference":
+            out = out._replace(xy=_ScaleGradient.apply(out.xy))
+        return out
+    return perturbed
+
+
 @pytest.mark.parametrize("op, perturb, expect", [
     ("sample_descriptors", _perturb_forward, "fwd/descriptors"),
-    ("splat_gaussians", _perturb_backward, "grad/"),
+    ("splat_gaussians", _perturb_backward, "grad/(xy|scores|descriptors)"),
+    ("detect_keypoints", _perturb_detection_backward, "grad/score_map"),
 ])
 def test_check_ops_catches_a_wrong_kernel(tmp_path, monkeypatch, op, perturb, expect):
     """A kernel with an error (simulated by patching the op the model calls) fails the check."""

@@ -157,6 +157,8 @@ class Trainer:
         self.model.train()
         pairs = make_pairs(images, cfg.loss.tps, cfg.loss.augment, step_generator(seed, step, "pairs"))
         losses = network_losses(self.model, pairs, cfg.loss, self.reconstruction_loss)
+        if checking:
+            op_check.retain_gradients(losses.output)
         self.optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         differences: dict[str, float] = {}

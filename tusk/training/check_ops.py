@@ -7,9 +7,9 @@ reference's largest magnitude:
 
 - ``xy``, ``scores``, ``valid`` (detect_keypoints), ``descriptors`` (sample_descriptors),
   ``reconstruction`` (splat_gaussians + decoder [+ alpha_composite]), ``alpha``;
-- the loss terms; gradients of the encoder (flows back through detect/sample), the decoder
-  (splat/alpha) and, in the prototype step, ``sw_loss`` and the prototype gradient
-  (gmm_prototype_samples + sliced_wasserstein).
+- the loss terms; gradients of the encoder and decoder parameters, and of the tensors where
+  each op's backward lands (:data:`GRADIENT_TENSORS`); in the prototype step, ``sw_loss`` and
+  the prototype gradient (gmm_prototype_samples + sliced_wasserstein).
 
 A difference above the tolerance raises :class:`OpCheckError` naming the outputs.
 """
@@ -65,15 +65,33 @@ def output_differences(actual, expected) -> dict[str, float]:
     return {name: relative_difference(getattr(actual, name), getattr(expected, name)) for name in names}
 
 
+#: Intermediate tensors whose gradients isolate the ops' backward passes: ``xy``, ``scores``
+#: and ``descriptors`` receive splat_gaussians' (and alpha_composite's) backward; ``score_map``
+#: detect_keypoints'; ``features`` sample_descriptors'. Parameter gradients alone can hide an
+#: op whose path is a small share of the total (e.g. next to the feature equivariance term).
+GRADIENT_TENSORS = ("xy", "scores", "descriptors", "score_map", "features")
+
+
+def retain_gradients(output) -> None:
+    """Keep ``.grad`` of the :data:`GRADIENT_TENSORS` of a forward output (call before backward)."""
+    for name in GRADIENT_TENSORS:
+        tensor = getattr(output, name)
+        if tensor.requires_grad:
+            tensor.retain_grad()
+
+
 def network_differences(model, losses, reference_losses) -> dict[str, float]:
     """Compare a network step (outputs, loss terms, gradients) against its reference replay.
 
-    ``losses`` must already be back-propagated (``.grad`` filled); the reference gradients are
-    taken with ``torch.autograd.grad`` so ``.grad`` is left untouched.
+    ``losses`` must already be back-propagated, with :func:`retain_gradients` called on its
+    output first; the reference gradients are taken with ``torch.autograd.grad`` so no
+    ``.grad`` is touched.
     """
     groups = {"encoder": list(model.encoder.parameters()), "decoder": list(model.decoder.parameters())}
     params = [p for group in groups.values() for p in group]
-    reference_grads = torch.autograd.grad(reference_losses.total, params, allow_unused=True)
+    names = [n for n in GRADIENT_TENSORS if getattr(reference_losses.output, n).requires_grad]
+    inputs = params + [getattr(reference_losses.output, n) for n in names]
+    reference_grads = torch.autograd.grad(reference_losses.total, inputs, allow_unused=True)
     out = {f"fwd/{k}": v for k, v in output_differences(losses.output, reference_losses.output).items()}
     for term in ("reconstruction", "kmeans", "eqv_heatmap", "eqv_feature"):
         out[f"fwd/loss_{term}"] = relative_difference(getattr(losses, term), getattr(reference_losses, term))
@@ -82,6 +100,8 @@ def network_differences(model, losses, reference_losses) -> dict[str, float]:
         expected = reference_grads[offset:offset + len(group)]
         out[f"grad/{name}"] = grouped_difference([p.grad for p in group], expected)
         offset += len(group)
+    for name, expected in zip(names, reference_grads[offset:]):
+        out[f"grad/{name}"] = grouped_difference([getattr(losses.output, name).grad], [expected])
     return out
 
 
