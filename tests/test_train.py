@@ -81,16 +81,28 @@ def test_run_directory_contents(tmp_path):
     assert config.model.keypoints == 2 and state["image_size"] == [16, 16] and not model.training
 
 
-def test_check_ops_passes_on_matching_ops(tmp_path):
-    Trainer(tiny_config(2, check_ops=1), tmp_path, progress=False).run()
+@pytest.mark.parametrize("alpha", [False, True])
+def test_check_ops_covers_every_op(tmp_path, alpha):
+    config = tiny_config(2, check_ops=1)
+    config.model.alpha_blending = alpha
+    trainer = Trainer(config, tmp_path, progress=False)
+    trainer.run()
+    checked = {name.split("/")[0] for name in trainer.last_check}
+    expected = {"detect_keypoints", "sample_descriptors", "splat_gaussians", "gmm_prototype_samples",
+                "sliced_wasserstein"} | ({"alpha_composite"} if alpha else set())
+    assert checked == expected
+    assert {"splat_gaussians/dxy", "detect_keypoints/dscores", "gmm_prototype_samples/dprototypes"} <= set(trainer.last_check)
+    assert max(trainer.last_check.values()) == 0.0  # same backend on both sides here
+
+
+def _on_reference(kwargs) -> bool:
+    return kwargs.get("backend") == "reference" or tusk.ops._backend._DEFAULT[0] == "reference"
 
 
 def _perturb_forward(original):
     def perturbed(*args, **kwargs):
         out = original(*args, **kwargs)
-        if tusk.ops._backend._DEFAULT[0] != "reference":  # only outside the check's replay
-            out = out + 1e-2
-        return out
+        return out if _on_reference(kwargs) else out + 1e-2
     return perturbed
 
 
@@ -107,28 +119,33 @@ class _ScaleGradient(torch.autograd.Function):
 def _perturb_backward(original):
     def perturbed(*args, **kwargs):
         out = original(*args, **kwargs)
-        if tusk.ops._backend._DEFAULT[0] != "reference":
-            out = _ScaleGradient.apply(out)
-        return out
+        return out if _on_reference(kwargs) else _ScaleGradient.apply(out)
     return perturbed
 
 
 def _perturb_detection_backward(original):
     def perturbed(*args, **kwargs):
         out = original(*args, **kwargs)
-        if tusk.ops._backend._DEFAULT[0] != "reference":
-            out = out._replace(xy=_ScaleGradient.apply(out.xy))
-        return out
+        return out if _on_reference(kwargs) else out._replace(xy=_ScaleGradient.apply(out.xy))
+    return perturbed
+
+
+def _perturb_sw_forward(original):
+    def perturbed(*args, **kwargs):
+        out = original(*args, **kwargs)
+        return out if _on_reference(kwargs) else out * 1.01
     return perturbed
 
 
 @pytest.mark.parametrize("op, perturb, expect", [
-    ("sample_descriptors", _perturb_forward, "fwd/descriptors"),
-    ("splat_gaussians", _perturb_backward, "grad/(xy|scores|descriptors)"),
-    ("detect_keypoints", _perturb_detection_backward, "grad/score_map"),
+    ("sample_descriptors", _perturb_forward, "sample_descriptors/descriptors="),
+    ("splat_gaussians", _perturb_backward, "splat_gaussians/d(xy|descriptors|weights)="),
+    ("detect_keypoints", _perturb_detection_backward, "detect_keypoints/dscores="),
+    ("sliced_wasserstein", _perturb_sw_forward, "sliced_wasserstein/distance="),
 ])
 def test_check_ops_catches_a_wrong_kernel(tmp_path, monkeypatch, op, perturb, expect):
-    """A kernel with an error (simulated by patching the op the model calls) fails the check."""
+    """A kernel with an error (simulated by patching the op the model calls so that it is wrong
+    except on the reference backend) fails the check, which names the op and tensor."""
     monkeypatch.setenv("TUSK_BACKEND", "reference")
     monkeypatch.setattr(tusk.ops, op, perturb(getattr(tusk.ops, op)))
     config = tiny_config(3, check_ops=2, backend=None)

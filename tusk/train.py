@@ -17,6 +17,7 @@ checkpoint therefore reproduces the uninterrupted run bit for bit.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -112,6 +113,7 @@ class Trainer:
         self.progress = progress
         self.colours = prototype_colours(config.model.prototypes)
         self.elapsed = 0.0
+        self.last_check: dict[str, float] = {}  # differences of the latest op check
         if state is not None:
             self._restore(state)
         self._writer = None
@@ -153,35 +155,26 @@ class Trainer:
         """Network step then prototype steps on the batch ``images [B, 3, H, W]``."""
         cfg = self.config
         seed = cfg.train.seed
-        checking = cfg.train.check_ops > 0 and step % cfg.train.check_ops == 0
+        tape = op_check.OpTape() if cfg.train.check_ops > 0 and step % cfg.train.check_ops == 0 else None
         self.model.train()
         pairs = make_pairs(images, cfg.loss.tps, cfg.loss.augment, step_generator(seed, step, "pairs"))
-        losses = network_losses(self.model, pairs, cfg.loss, self.reconstruction_loss)
-        if checking:
-            op_check.retain_gradients(losses.output)
+        with tape or contextlib.nullcontext():
+            losses = network_losses(self.model, pairs, cfg.loss, self.reconstruction_loss)
         self.optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
-        differences: dict[str, float] = {}
-        if checking:
-            with op_check.reference_backend():
-                replay = network_losses(self.model, pairs, cfg.loss, self.reconstruction_loss)
-                differences.update(op_check.network_differences(self.model, losses, replay))
-            del replay
         self.optimizer.step()
 
         # Prototype steps. The network is fixed during them, so the descriptors of the updated
         # network are computed once (the official code re-runs the encoder in each of them).
-        with torch.no_grad():
+        with torch.no_grad(), tape or contextlib.nullcontext():
             descriptors = self.model.encode_descriptors(losses.images)
         generator = step_generator(seed, step, "prototypes")
         sw = torch.zeros(())
         for i in range(cfg.train.sw_steps):
-            start_state = generator.get_state() if checking and i == 0 else None
-            sw = prototype_loss(self.model, descriptors, cfg.loss, generator)
+            with (tape if i == 0 else None) or contextlib.nullcontext():
+                sw = prototype_loss(self.model, descriptors, cfg.loss, generator)
             self.prototype_optimizer.zero_grad(set_to_none=True)
             sw.backward()
-            if start_state is not None:
-                differences.update(self._check_prototype_step(losses.images, descriptors, sw, start_state))
             self.prototype_optimizer.step()
 
         out = losses.output
@@ -191,27 +184,19 @@ class Trainer:
         scalars["stats/valid_fraction"] = float(valid.float().mean())
         scalars["stats/score_mean"] = float(out.scores.detach()[valid].mean()) if valid.any() else 0.0
         scalars["stats/prototypes_used"] = float(out.labels.unique().numel())
-        if checking:
-            self._report_check(step, differences)
+        if tape is not None:
+            self._report_check(step, tape)
         return scalars
 
-    def _check_prototype_step(self, images, descriptors, loss, generator_state) -> dict[str, float]:
-        replay_generator = torch.Generator().set_state(generator_state)
-        with op_check.reference_backend():
-            with torch.no_grad():
-                reference_descriptors = self.model.encode_descriptors(images)
-            reference_loss = prototype_loss(self.model, reference_descriptors, self.config.loss, replay_generator)
-            (reference_grad,) = torch.autograd.grad(reference_loss, [self.model.prototypes])
-        return op_check.prototype_differences(loss, self.model.prototypes.grad, descriptors,
-                                              reference_loss, reference_grad, reference_descriptors)
-
-    def _report_check(self, step: int, differences: dict[str, float]) -> None:
+    def _report_check(self, step: int, tape: op_check.OpTape) -> None:
+        backend = ops._backend.resolve_backend("detect_keypoints", None, torch.empty(0, device=self.device))
+        differences = tape.differences(None)
+        self.last_check = differences
         for name, value in differences.items():
             self.writer.add_scalar(f"check_ops/{name}", value, step)
-        worst = max(differences, key=differences.get)
-        self._message(f"op check at step {step}: largest relative difference {differences[worst]:.2e} ({worst})")
-        backend = ops._backend.resolve_backend("detect_keypoints", self.config.train.backend,
-                                               torch.empty(0, device=self.device))
+        name, value = op_check.worst(differences)
+        self._message(f"op check at step {step} ({backend} vs reference, {len(tape.calls)} op calls): "
+                      f"largest relative difference {value:.2e} ({name})")
         op_check.check(differences, self.config.train.check_ops_tolerance, step, backend)
 
     # -- the loop -----------------------------------------------------------------------------
