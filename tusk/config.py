@@ -120,7 +120,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     eval_images: int = 64
     check_ops: int = 0
-    check_ops_tolerance: float = 1e-3
+    check_ops_tolerance: float = 1e-4
 
 
 @dataclass

@@ -132,7 +132,9 @@ class OpTape:
         return out
 
 
-def _store_cotangent(call: OpCall, index: int, grad: torch.Tensor) -> None:
+def _store_cotangent(call: OpCall, index: int, grad: torch.Tensor | None) -> None:
+    if grad is None:  # an unused output of a multi-output op (e.g. alpha_composite's alpha)
+        return
     previous = call.cotangents[index]
     call.cotangents[index] = grad.detach().clone() if previous is None else previous + grad.detach()
 
