@@ -233,3 +233,13 @@ def test_build_dataset_generators(tmp_path, digits):
         build_dataset("mnist_easy")
     with pytest.raises(ValueError, match="split"):
         build_dataset("tetrominoes", "training")
+
+
+def test_collate_in_worker_processes_matches_in_process():
+    ds = Tetrominoes(8, seed=3)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1, collate_fn=collate)
+    for b, batch in enumerate(loader):
+        direct = collate([ds[4 * b + i] for i in range(4)])
+        assert torch.equal(batch["image"], direct["image"])
+        for key in ("masks", "centers", "shape", "color"):
+            assert all(torch.equal(x, y) for x, y in zip(batch[key], direct[key]))

@@ -153,3 +153,19 @@ def test_load_digits_download_flag(tmp_path, monkeypatch):
             load_digits(None, "train")
         digits = load_digits(None, "train", download=True)
     assert len(digits) == 30 and (tmp_path / "home" / "mnist").is_dir()
+
+
+def test_data_command_downloads_and_prepares(tmp_path, monkeypatch, capsys):
+    from tusk.data.cli import main
+
+    mirror = write_mnist_dir(tmp_path / "mirror")
+    sums = _md5s(mirror)
+    import tusk.data.mnist_digits as md
+
+    monkeypatch.setattr(md, "MNIST_MD5", sums)
+    with serve(mirror) as url:
+        monkeypatch.setattr(md, "MNIST_MIRRORS", (url,))
+        assert main(["mnist", "--dir", str(tmp_path / "out")]) == 0
+    assert "30 train and 30 test digits" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["prepare", "mnist_hard", "--root", "x"])  # not a published-files dataset

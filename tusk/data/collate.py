@@ -17,6 +17,8 @@ def collate(items: Sequence[dict]) -> dict:
     ``image`` and every other tensor field of fixed shape (``landmarks [T, 2]``, ...) are
     stacked to ``[B, ...]``; per-object fields (:data:`PER_OBJECT_KEYS`), tensors whose
     shapes differ between items, and non-tensors (names, paths) become lists of length B.
+    Per-object tensors of one field are views into a single tensor (cheap to pass between
+    DataLoader processes); treat them as read-only or ``.clone()`` before writing in place.
 
     Example:
         >>> batch = collate([{"image": torch.zeros(3, 4, 4), "labels": torch.arange(2)},
@@ -36,5 +38,34 @@ def collate(items: Sequence[dict]) -> dict:
         stackable = (key not in PER_OBJECT_KEYS
                      and all(isinstance(v, torch.Tensor) for v in values)
                      and all(v.shape == values[0].shape for v in values))
-        batch[key] = torch.stack(values) if stackable else values
+        if stackable:
+            batch[key] = torch.stack(values, out=_shared_out(values, len(values), *values[0].shape))
+        elif _joinable(values):
+            # Views into ONE tensor instead of B separate ones: a DataLoader worker moves each
+            # storage to shared memory separately, so B x 5 per-object tensors cost ~5x the
+            # throughput of the whole generator (Tetrominoes, 2 workers: 480 -> 3700 images/s).
+            rows = sum(v.shape[0] for v in values)
+            joined = torch.cat(values, out=_shared_out(values, rows, *values[0].shape[1:]))
+            batch[key] = list(joined.split([v.shape[0] for v in values]))
+        else:
+            batch[key] = values
     return batch
+
+
+def _shared_out(values, *shape):
+    """In a DataLoader worker, an output tensor in shared memory (as ``default_collate``
+    does): the batch then crosses to the main process without another copy."""
+    if torch.utils.data.get_worker_info() is None:
+        return None
+    numel = 1
+    for d in shape:
+        numel *= d
+    storage = values[0]._typed_storage()._new_shared(numel, device=values[0].device)
+    return values[0].new(storage).resize_(*shape)
+
+
+def _joinable(values) -> bool:
+    if not all(isinstance(v, torch.Tensor) and v.dim() >= 1 for v in values):
+        return False
+    first = values[0]
+    return all(v.dtype == first.dtype and v.shape[1:] == first.shape[1:] for v in values)

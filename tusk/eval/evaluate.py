@@ -83,8 +83,10 @@ def _figures(task, out: Path, pred, targets, details, prototypes) -> dict[str, P
 
     figures = {}
     if task == "mnist_hard":
+        gt_boxes = np.asarray(targets[0]["boxes"], dtype=np.float64).reshape(-1, 4) if targets else np.zeros((0, 4))
+        side = float(np.mean(gt_boxes[:, 2] - gt_boxes[:, 0])) if len(gt_boxes) else None
         figures["detections"] = visualize.plot_detections(
-            out / "detections.png", targets, pred, class_of_prototype=details["mapping_hungarian"])
+            out / "detections.png", targets, pred, class_of_prototype=details["mapping_hungarian"], box_side=side)
         figures["confusion"] = visualize.plot_confusion(out / "confusion.png", details["confusion"])
     elif task == "object_discovery":
         figures["detections"] = visualize.plot_detections(out / "detections.png", targets, pred)

@@ -25,15 +25,21 @@ def _image_hwc(item) -> np.ndarray:
 
 
 def plot_detections(path: Path, targets, pred: dict, *, class_of_prototype=None, regressed=None,
-                    max_images: int = 8) -> Path:
-    """A row of images with the valid keypoints (labelled by prototype, or by mapped class),
-    ground-truth centres/landmarks as green crosses, and regressed landmarks as red circles."""
+                    box_side=None, max_images: int = 8, columns: int = 4) -> Path:
+    """A grid of images with the valid keypoints (labelled by prototype, or by mapped class;
+    with ``box_side``, inside their fixed-size detection boxes), ground-truth centres or
+    landmarks as green crosses, and regressed landmarks as red circles."""
+    from matplotlib.patches import Rectangle
+
     plt = _pyplot()
     n = min(len(targets), max_images)
-    fig, axes = plt.subplots(1, max(n, 1), figsize=(2.2 * max(n, 1), 2.4), squeeze=False)
+    cols = max(1, min(columns, n))
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    axes = axes.ravel()
     cmap = plt.get_cmap("tab20")
     for j in range(n):
-        ax = axes[0, j]
+        ax = axes[j]
         ax.imshow(_image_hwc(targets[j]), interpolation="nearest")
         gt = targets[j].get("centers", targets[j].get("landmarks"))
         if gt is not None:
@@ -44,13 +50,19 @@ def plot_detections(path: Path, targets, pred: dict, *, class_of_prototype=None,
         ax.scatter(xy[:, 0], xy[:, 1], c=[cmap(int(lab) % 20) for lab in labels], s=14)
         for (x, y), lab in zip(xy, labels):
             text = class_of_prototype[lab] if class_of_prototype is not None else lab
-            ax.text(x + 1.5, y - 1.5, str(text), color="yellow", fontsize=7)
+            if box_side is not None:
+                half = box_side / 2
+                ax.add_patch(Rectangle((x - half, y - half), box_side, box_side, fill=False,
+                                       edgecolor=cmap(int(lab) % 20), linewidth=1))
+                ax.text(x - half, y - half - 0.5, str(text), color="yellow", fontsize=9)
+            else:
+                ax.text(x + 1.5, y - 1.5, str(text), color="yellow", fontsize=9)
         if regressed is not None:
             r = regressed[j]
             ax.scatter(r[:, 0], r[:, 1], facecolors="none", edgecolors="red", s=30, linewidths=1)
         ax.set_axis_off()
-    for j in range(n, axes.shape[1]):
-        axes[0, j].set_axis_off()
+    for j in range(n, len(axes)):
+        axes[j].set_axis_off()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
