@@ -1,5 +1,5 @@
-"""The ``tusk`` command line: ``tusk train|eval|detect|info`` (subcommands register in ``COMMANDS``;
-each lives in its own module under :mod:`tusk.commands`)."""
+"""The ``tusk`` command line: ``tusk train|eval|detect|data|info`` (subcommands register in
+``COMMANDS``; each lives in its own module: :mod:`tusk.commands`, :mod:`tusk.data.cli`)."""
 from __future__ import annotations
 
 import argparse
@@ -39,8 +39,9 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 def _command_parsers() -> list[Callable[[argparse._SubParsersAction], None]]:
     from .commands import detect, evaluate, train
+    from .data.cli import add_data_command
 
-    return [train.add_parser, evaluate.add_parser, detect.add_parser]
+    return [train.add_parser, evaluate.add_parser, detect.add_parser, add_data_command]
 
 
 #: Each entry adds one subcommand to the parser.

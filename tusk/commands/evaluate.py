@@ -32,6 +32,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import ops
+    from ..data.registry import REGRESSOR_SPLIT
     from ..train import load_run
     from ..training.data import build_dataset
     from ..training.evaluation import evaluate_run
@@ -48,8 +49,9 @@ def _run(args: argparse.Namespace) -> int:
     count = len(test_set) if args.images is None else min(args.images, len(test_set))
     with ops.use_backend(config.train.backend):
         metrics = {"run": os.path.abspath(args.run_dir), "dataset": config.data.dataset, "split": "test"}
-        # The landmark tasks fit their linear regressor on the training split.
-        train_set = build_dataset(config.data, "train") if config.data.dataset in ("celeba", "h36m") else None
+        # The landmark tasks fit their linear regressor on a training split (MAFL train for CelebA).
+        regressor_split = REGRESSOR_SPLIT.get(config.data.dataset)
+        train_set = build_dataset(config.data, regressor_split) if regressor_split else None
         metrics.update(evaluate_run(model, config.data.dataset, test_set, count, device, train_set=train_set,
                                     out_dir=os.path.join(args.run_dir, "eval")))
     out = args.out or os.path.join(args.run_dir, "eval.json")
