@@ -10,6 +10,9 @@ from ..model import TUSK
 from .data import first_items
 from .metrics import keypoint_metrics
 
+#: Items whose image is kept in the targets handed to ``tusk.eval`` (its figures draw a few).
+FIGURE_IMAGES = 32
+
 #: Which ``tusk.eval`` task scores each dataset.
 TASKS = {"mnist_hard": "mnist_hard", "tetrominoes": "object_discovery", "clevr6": "object_discovery",
          "celeba": "landmarks", "h36m": "landmarks"}
@@ -24,8 +27,8 @@ def collect_predictions(model: TUSK, dataset, count: int, device: torch.device,
         ``(predictions, targets, mse)``: predictions as ``tusk.eval`` expects them (numpy
         ``xy [N, K, 2]``, ``valid [N, K]``, ``labels [N, K]``, ``descriptors [N, K, C]``,
         ``scores [N, K]``, and ``masks [N, K, H, W]`` float alpha masks with alpha blending);
-        targets = the items' other fields (one dict per item, the image left out); mse = mean
-        reconstruction error.
+        targets = the dataset items (the image kept for the first :data:`FIGURE_IMAGES` only);
+        mse = mean reconstruction error.
     """
     model.eval()
     parts: dict[str, list[np.ndarray]] = {"xy": [], "valid": [], "labels": [], "descriptors": [], "scores": []}
@@ -43,7 +46,10 @@ def collect_predictions(model: TUSK, dataset, count: int, device: torch.device,
         if "masks" in parts:
             parts["masks"].append(out.alpha[:, :, 0].cpu().numpy())
         for i in range(images.shape[0]):
-            targets.append({k: v[i] for k, v in batch.items() if k != "image"})
+            # Items keep their image only where tusk.eval draws it (the first few figures):
+            # a whole test split of images would cost gigabytes (50k MNIST-Hard: 3.8 GB).
+            keep = len(targets) < FIGURE_IMAGES
+            targets.append({k: v[i] for k, v in batch.items() if keep or k != "image"})
     predictions = {k: np.concatenate(v) for k, v in parts.items()}
     return predictions, targets, squared_error / max(pixels, 1)
 
