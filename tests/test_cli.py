@@ -142,3 +142,23 @@ def test_corrupt_checkpoint_and_bad_image(trained, tmp_path, capsys):
 def test_info(capsys):
     assert main(["info"]) == 0
     assert "backends:" in capsys.readouterr().out
+
+
+def test_eval_with_task_metrics(tmp_path, capsys):
+    """On a paper dataset, eval adds tusk.eval's task metrics and figures (object discovery)."""
+    config = {
+        "name": "tet",
+        "data": {"dataset": "tetrominoes", "train_length": 8, "test_length": 8},
+        "model": {"channels": 8, "keypoints": 3, "prototypes": 6, "window": 9, "width": 4, "levels": 2,
+                  "alpha_blending": True},
+        "train": {"steps": 1, "batch_size": 2, "sw_steps": 1, "image_every": 0, "checkpoint_every": 0,
+                  "eval_images": 4},
+    }
+    path = tmp_path / "tet.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(path), "--out", str(run), "--quiet"]) == 0
+    assert main(["eval", str(run), "--images", "6"]) == 0
+    metrics = json.loads((run / "eval.json").read_text())
+    assert metrics["images"] == 6 and 0 <= metrics["task"]["ari"] <= 1
+    assert (run / "eval" / "detections.png").is_file() and (run / "eval" / "metrics.json").is_file()
