@@ -19,7 +19,6 @@ same inputs and upstream gradients isolates the kernels: correct ones then agree
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,4 +189,4 @@ def worst(differences: dict[str, float]) -> tuple[str, float]:
     return name, differences[name]
 
 
-__all__: Iterable[str] = ["OP_SIGNATURES", "OpCall", "OpCheckError", "OpTape", "check", "relative_difference", "worst"]
+__all__ = ["OP_SIGNATURES", "OpCall", "OpCheckError", "OpTape", "check", "relative_difference", "worst"]
