@@ -1,4 +1,5 @@
-"""The ``tusk`` command line: ``tusk info`` (more subcommands register in ``COMMANDS``)."""
+"""The ``tusk`` command line: ``tusk train|eval|detect|data|info`` (subcommands register in
+``COMMANDS``; each lives in its own module: :mod:`tusk.commands`, :mod:`tusk.data.cli`)."""
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,15 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_info)
 
 
+def _command_parsers() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from .commands import detect, evaluate, train
+    from .data.cli import add_data_command
+
+    return [train.add_parser, evaluate.add_parser, detect.add_parser, add_data_command]
+
+
 #: Each entry adds one subcommand to the parser.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [*_command_parsers(), _add_info]
 
 
 def build_parser() -> argparse.ArgumentParser:

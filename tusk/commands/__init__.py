@@ -1,0 +1,1 @@
+"""Subcommands of the ``tusk`` command line; each module adds one parser and its logic."""
