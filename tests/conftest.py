@@ -7,7 +7,13 @@ Without a GPU the Triton kernels run on CPU tensors under the Triton interpreter
 before the kernels are defined (``@triton.jit`` reads it when ``tusk.ops`` imports its Triton
 backend) and is safest before triton itself is imported: ``import torch`` imports neither, but
 ``torch._dynamo`` (so ``torch.compile``) imports triton. So it is set here, before any test module
-is collected. The ``("cpu", "triton")`` target then runs every op test at its (small) shapes.
+is collected. The ``("cpu", "triton")`` target then runs the op tests at their small shapes.
+
+The interpreter runs each Triton program in Python, about 10^4 times slower than the GPU: a test
+marked ``compiled_sizes`` (multi-MB inputs that exercise the C++ buffer pool, streaming stores and
+64-bit offsets of the compiled kernels) is deselected for ``("cpu", "triton")`` (pytest counts it
+under "deselected"); it runs for ``("cuda", "triton")`` on a GPU. ``tests/test_triton_parity.py``
+covers the interpreter at odd small shapes in every dtype.
 """
 import importlib.util
 import os
@@ -59,6 +65,30 @@ def dtype(request):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def _target_of(item):
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    return callspec.params.get("target", callspec.params.get("kernel_target"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "compiled_sizes: multi-MB inputs for the compiled kernels; not run on the Triton interpreter",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    interpreted = [
+        item for item in items
+        if item.get_closest_marker("compiled_sizes") is not None and _target_of(item) == ("cpu", "triton")
+    ]
+    if interpreted:
+        config.hook.pytest_deselected(items=interpreted)
+        dropped = {id(item) for item in interpreted}
+        items[:] = [item for item in items if id(item) not in dropped]
 
 
 def pytest_report_header(config):

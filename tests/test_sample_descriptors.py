@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gradients import gradcheck
 from tolerances import assert_close
 from tusk.ops import sample_descriptors, to_normalized
 from tusk.ops import reference
@@ -90,8 +91,8 @@ class TestSampleDescriptors:
         # Away from integer coordinates (kinks) so finite differences are valid; some outside.
         xy = (torch.rand(2, 7, 2, device=device, dtype=torch.float64) * 8 - 1.5)
         xy = (xy.floor() + 0.1 + 0.8 * xy.frac()).requires_grad_(True)
-        assert torch.autograd.gradcheck(
-            lambda f, p: sample_descriptors(f, p, padding=padding, backend=backend), (features, xy)
+        assert gradcheck(
+            lambda f, p: sample_descriptors(f, p, padding=padding, backend=backend), (features, xy), device, backend
         )
 
     def test_opcheck(self, kernel_target, dtype):

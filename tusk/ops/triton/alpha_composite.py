@@ -31,7 +31,8 @@ def _softmax_stats(logits_ptr, pixel, p_mask, K, hw, ACC: tl.constexpr, BLOCK_P:
     for k in range(0, K):
         logit = tl.load(logits_ptr + pixel, mask=p_mask, other=0.0).to(ACC)
         m_new = tl.maximum(m, logit, propagate_nan=tl.PropagateNan.ALL)
-        live = m_new > float("-inf")  # all -inf so far: nothing accumulated yet
+        # All -inf so far: nothing accumulated yet. NaN counts as live, so it propagates.
+        live = m_new != float("-inf")
         s = s * tl.where(live, tl.exp(m - m_new), 1.0) + tl.where(live, tl.exp(logit - m_new), 0.0)
         m = m_new
         logits_ptr += hw
@@ -57,7 +58,7 @@ def _alpha_fwd_kernel(
     for k in range(0, K):
         logit = tl.load(logit_ptr + pixel, mask=p_mask, other=0.0).to(ACC)
         m_new = tl.maximum(m, logit, propagate_nan=tl.PropagateNan.ALL)
-        live = m_new > float("-inf")
+        live = m_new != float("-inf")
         rescale = tl.where(live, tl.exp(m - m_new), 1.0)
         e = tl.where(live, tl.exp(logit - m_new), 0.0)
         s = s * rescale + e
@@ -72,7 +73,7 @@ def _alpha_fwd_kernel(
         alpha_at = alpha_ptr + b * K * hw + pixel
         for k in range(0, K):
             logit = tl.load(logit_ptr + pixel, mask=p_mask, other=0.0).to(ACC)
-            e = tl.where(m > float("-inf"), tl.exp(logit - m), 0.0)
+            e = tl.where(m != float("-inf"), tl.exp(logit - m), 0.0)
             tl.store(alpha_at, (e / s).to(alpha_ptr.dtype.element_ty), mask=p_mask)
             logit_ptr += hw
             alpha_at += hw
@@ -89,7 +90,7 @@ def _alpha_bwd_kernel(
     pixel = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     p_mask = pixel < hw
     m, s = _softmax_stats(logits_ptr + b * K * hw, pixel, p_mask, K, hw, ACC, BLOCK_P)
-    live = m > float("-inf")
+    live = m != float("-inf")
     # Pass 2: u_k, grad_rgb_k and sum_k alpha_k u_k.
     u_mean = tl.zeros((BLOCK_P,), dtype=ACC)
     for k in range(0, K):
@@ -136,7 +137,8 @@ def alpha_composite(rgb: torch.Tensor, alpha_logits: torch.Tensor) -> tuple[torc
     alpha = alpha_logits.new_empty(alpha_logits.shape)
     block_c, block_p = _blocks(channels, hw)
     launch(
-        _alpha_fwd_kernel, (triton.cdiv(hw, block_p), triton.cdiv(channels, block_c), batch),
+        # At least one channel program: it also writes ``alpha``, which exists even when C == 0.
+        _alpha_fwd_kernel, (triton.cdiv(hw, block_p), max(1, triton.cdiv(channels, block_c)), batch),
         rgb, alpha_logits, image, alpha, count, channels, hw, channels * hw,
         F64=is_f64(rgb), BLOCK_P=block_p, BLOCK_C=block_c,
     )

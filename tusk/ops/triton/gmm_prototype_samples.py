@@ -51,7 +51,8 @@ def _nearest_kernel(
             p = tl.load(prototypes_ptr + m * C + c, mask=c_mask, other=0.0)
             diff = f.to(tl.float64) - p.to(tl.float64)[None, :]
             distance += tl.reduce(diff * diff, 1, SUM)
-        closer = distance < best  # strict: ties keep the lower prototype index
+        # Strict: ties keep the lower prototype index. The first NaN wins, as torch.argmin.
+        closer = (distance < best) | ((distance != distance) & (best == best))
         best = tl.where(closer, distance, best)
         best_m = tl.where(closer, m, best_m)
     tl.store(nearest_ptr + n, best_m, mask=n_mask)
@@ -121,8 +122,11 @@ def _samples_bwd_kernel(
     tl.store(grad_prototypes_ptr + m * C + c_out, acc.to(grad_prototypes_ptr.dtype.element_ty), mask=c_out_mask)
 
 
-def _allocate(nearest: torch.Tensor, deviation: torch.Tensor, count_m: int, smoothing: float) -> torch.Tensor:
-    """Integer samples per prototype ``[M]`` (float64 largest remainder, as the reference)."""
+def _allocate(
+    nearest: torch.Tensor, deviation: torch.Tensor, count_m: int, smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer samples per prototype ``[M]`` (float64 largest remainder, as the reference) and
+    whether the shares were finite (0-dim bool); non-finite shares give every sample to prototype 0."""
     n = nearest.shape[0]
     one_hot = F.one_hot(nearest, count_m).double()  # static shapes (compiles); no atomics
     counts = one_hot.sum(0)
@@ -134,7 +138,10 @@ def _allocate(nearest: torch.Tensor, deviation: torch.Tensor, count_m: int, smoo
     remainder = n - base.sum()
     order = torch.sort(quota - base, descending=True, stable=True).indices
     rank = torch.argsort(order)
-    return (base + (rank < remainder)).long()
+    counts = (base + (rank < remainder)).long()
+    valid = torch.isfinite(quota).all()
+    fallback = F.one_hot(torch.zeros((), dtype=torch.long, device=counts.device), count_m) * n
+    return torch.where(valid, counts, fallback), valid
 
 
 def _blocks(channels: int) -> tuple[int, int]:
@@ -158,7 +165,7 @@ def gmm_prototype_samples(
         _nearest_kernel, (triton.cdiv(n, block_n),),
         features, prototypes, nearest, distance, n, count_m, channels, BLOCK_N=block_n, BLOCK_C=block_c,
     )
-    counts = _allocate(nearest, distance / channels, count_m, smoothing)
+    counts, valid = _allocate(nearest, distance / channels, count_m, smoothing)
     positions = torch.arange(n, device=features.device)
     assignment = torch.searchsorted(torch.cumsum(counts, 0), positions, right=True)
     samples = torch.empty_like(noise)
@@ -167,6 +174,8 @@ def gmm_prototype_samples(
         prototypes, noise, assignment, samples, n, channels,
         F64=is_f64(prototypes), BLOCK_N=block_n, BLOCK_C=block_c,
     )
+    # Non-finite inputs: all NaN, as the reference (a [0-dim] flag, so no host sync).
+    samples = torch.where(valid, samples, torch.full_like(samples, float("nan")))
     return samples, assignment
 
 

@@ -36,14 +36,38 @@ from ._common import (
 )
 from ._tiles import bin_footprints
 
+#: Bound on the radius so ``2r + 1`` fits the kernels' int32 arithmetic; it changes nothing for
+#: keypoints closer than 2^30 pixels to the image.
+MAX_RADIUS = 2**30 - 1
 TILE = 16  # output tile side of the reduce="sum" gather (256 pixels = the tl.dot M dimension)
 
 
-def _window_blocks(radius: int) -> tuple[int, int]:
-    """``(BLOCK_K, BLOCK_W)``: window pixels per chunk (the whole window up to 1024) and
+def _window_side(radius: int, extent: int) -> int:
+    """Side of the window box clipped to an image axis of ``extent`` pixels."""
+    return min(2 * radius + 1, extent)
+
+
+def _window_blocks(radius: int, height: int, width: int) -> tuple[int, int]:
+    """``(BLOCK_K, BLOCK_W)``: clipped-window pixels per chunk (the whole window up to 1024) and
     keypoints per program, keeping ``[BLOCK_K, BLOCK_W]`` at <= 2048 elements."""
-    block_w = min(1024, next_pow2((2 * radius + 1) ** 2))
+    block_w = min(1024, next_pow2(_window_side(radius, width) * _window_side(radius, height)))
     return max(1, min(64, 2048 // block_w)), block_w
+
+
+@triton.jit
+def _window_pixels(cx, cy, j, size, side_x, radius, height, width):
+    """Pixel ``j`` of each keypoint's window clipped to the image: ``(px, py, inside)``.
+
+    The loop runs over the clipped box (``min(2r+1, W) x min(2r+1, H)`` pixels, from
+    ``max(c - r, 0)``), not the whole ``(2r+1)^2`` window, so a radius larger than the map costs
+    ``H*W``. A NaN/inf centre gives no pixel inside; outside pixels are moved to (0, 0) so every
+    later expression stays finite (G is then selected to 0, never multiplied by the mask).
+    """
+    px = tl.maximum(cx - radius, 0.0) + (j % side_x)[None, :]
+    py = tl.maximum(cy - radius, 0.0) + (j // side_x)[None, :]
+    inside = (j < size)[None, :] & (px >= 0.0) & (px <= width - 1.0) & (px <= cx + radius)
+    inside = inside & (py >= 0.0) & (py <= height - 1.0) & (py <= cy + radius)
+    return tl.where(inside, px, 0.0), tl.where(inside, py, 0.0), inside
 
 
 @triton.jit
@@ -60,17 +84,13 @@ def _splat_scale_kernel(
     y = tl.load(xy_ptr + kp * 2 + 1, mask=k_mask, other=0.0).to(ACC)[:, None]
     cx = tl.floor(x + 0.5)
     cy = tl.floor(y + 0.5)
-    side = 2 * radius + 1
-    size = side * side
+    side_x = tl.minimum(2 * radius + 1, width)
+    size = side_x * tl.minimum(2 * radius + 1, height)
     sum_g = tl.zeros((BLOCK_K,), dtype=ACC)
     for j0 in range(0, size, BLOCK_W):
         j = j0 + tl.arange(0, BLOCK_W)
-        px = cx + (j % side - radius)[None, :]
-        py = cy + (j // side - radius)[None, :]
-        inside = (j < size)[None, :] & (px >= 0.0) & (px <= width - 1.0) & (py >= 0.0) & (py <= height - 1.0)
-        px = tl.where(inside, px, 0.0)  # a real pixel: inf coordinates give G = 0, not NaN
-        py = tl.where(inside, py, 0.0)
-        g = tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var) * inside.to(ACC)
+        px, py, inside = _window_pixels(cx, cy, j, size, side_x, radius, height, width)
+        g = tl.where(inside, tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var), 0.0)
         sum_g += tl.reduce(g, 1, SUM)
     if HAS_WEIGHTS:
         w = tl.load(weights_ptr + kp, mask=k_mask, other=0.0).to(ACC)
@@ -168,23 +188,19 @@ def _splat_bwd_kernel(
     y = tl.load(xy_ptr + kp * 2 + 1, mask=k_mask, other=0.0).to(ACC)[:, None]
     cx = tl.floor(x + 0.5)
     cy = tl.floor(y + 0.5)
-    side = 2 * radius + 1
-    size = side * side
+    side_x = tl.minimum(2 * radius + 1, width)
+    size = side_x * tl.minimum(2 * radius + 1, height)
     # Window sums T, Sx, Sy (the forward's normaliser and its derivative).
     sum_g = tl.zeros((BLOCK_K,), dtype=ACC)
     sum_gx = tl.zeros((BLOCK_K,), dtype=ACC)
     sum_gy = tl.zeros((BLOCK_K,), dtype=ACC)
     for j0 in range(0, size, BLOCK_W):
         j = j0 + tl.arange(0, BLOCK_W)
-        px = cx + (j % side - radius)[None, :]
-        py = cy + (j // side - radius)[None, :]
-        inside = (j < size)[None, :] & (px >= 0.0) & (px <= width - 1.0) & (py >= 0.0) & (py <= height - 1.0)
-        px = tl.where(inside, px, 0.0)
-        py = tl.where(inside, py, 0.0)
-        g = tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var) * inside.to(ACC)
+        px, py, inside = _window_pixels(cx, cy, j, size, side_x, radius, height, width)
+        g = tl.where(inside, tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var), 0.0)
         sum_g += tl.reduce(g, 1, SUM)
-        sum_gx += tl.reduce(g * (px - x), 1, SUM)
-        sum_gy += tl.reduce(g * (py - y), 1, SUM)
+        sum_gx += tl.reduce(tl.where(inside, g * (px - x), 0.0), 1, SUM)
+        sum_gy += tl.reduce(tl.where(inside, g * (py - y), 0.0), 1, SUM)
     if HAS_WEIGHTS:
         w = tl.load(weights_ptr + kp, mask=k_mask, other=0.0).to(ACC)
     else:
@@ -200,13 +216,9 @@ def _splat_bwd_kernel(
             acc = tl.zeros((BLOCK_K,), dtype=ACC)
             for j0 in range(0, size, BLOCK_W):
                 j = j0 + tl.arange(0, BLOCK_W)
-                px = cx + (j % side - radius)[None, :]
-                py = cy + (j // side - radius)[None, :]
-                inside = (j < size)[None, :] & (px >= 0.0) & (px <= width - 1.0) & (py >= 0.0) & (py <= height - 1.0)
+                px, py, inside = _window_pixels(cx, cy, j, size, side_x, radius, height, width)
                 inside = inside & k_mask[:, None]
-                px = tl.where(inside, px, 0.0)
-                py = tl.where(inside, py, 0.0)
-                g = tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var) * inside.to(ACC)
+                g = tl.where(inside, tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var), 0.0)
                 at = plane_ptr[:, None] + py.to(tl.int64) * width + px.to(tl.int64)
                 acc += tl.reduce(g * tl.load(at, mask=inside, other=0.0).to(ACC), 1, SUM)
             tl.store(grad_desc_ptr + kp * C + ch, (acc * w * inv_t).to(grad_desc_ptr.dtype.element_ty), mask=k_mask)
@@ -217,13 +229,9 @@ def _splat_bwd_kernel(
         s_ay = tl.zeros((BLOCK_K,), dtype=ACC)
         for j0 in range(0, size, BLOCK_W):
             j = j0 + tl.arange(0, BLOCK_W)
-            px = cx + (j % side - radius)[None, :]
-            py = cy + (j // side - radius)[None, :]
-            inside = (j < size)[None, :] & (px >= 0.0) & (px <= width - 1.0) & (py >= 0.0) & (py <= height - 1.0)
+            px, py, inside = _window_pixels(cx, cy, j, size, side_x, radius, height, width)
             inside = inside & k_mask[:, None]
-            px = tl.where(inside, px, 0.0)
-            py = tl.where(inside, py, 0.0)
-            g = tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var) * inside.to(ACC)
+            g = tl.where(inside, tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var), 0.0)
             at = grad_ptr + grad_base[:, None] + py.to(tl.int64) * width + px.to(tl.int64)
             a = tl.zeros((BLOCK_K, BLOCK_W), dtype=ACC)
             for ch in range(0, C):
@@ -231,8 +239,8 @@ def _splat_bwd_kernel(
                 a += d[:, None] * tl.load(at, mask=inside, other=0.0).to(ACC)
                 at += hw
             s_a += tl.reduce(a * g, 1, SUM)
-            s_ax += tl.reduce(a * g * (px - x), 1, SUM)
-            s_ay += tl.reduce(a * g * (py - y), 1, SUM)
+            s_ax += tl.reduce(tl.where(inside, a * g * (px - x), 0.0), 1, SUM)
+            s_ay += tl.reduce(tl.where(inside, a * g * (py - y), 0.0), 1, SUM)
         if NEED_W:
             tl.store(grad_w_ptr + kp, (s_a * inv_t).to(grad_w_ptr.dtype.element_ty), mask=k_mask)
         if NEED_XY:
@@ -251,7 +259,7 @@ def _scale(xy, weights, height, width, variance, radius, normalize) -> torch.Ten
     """``[B*K]`` per-keypoint factor ``w / sum G`` (or ``w``), in the accumulation dtype."""
     total = xy.shape[0] * xy.shape[1]
     scale = torch.empty(total, device=xy.device, dtype=acc_dtype(xy.dtype))
-    block_k, block_w = _window_blocks(radius)
+    block_k, block_w = _window_blocks(radius, height, width)
     launch(
         _splat_scale_kernel, (triton.cdiv(total, block_k),),
         xy, xy if weights is None else weights, scale, total, height, width, scalar_bits(variance), radius,
@@ -284,6 +292,7 @@ def splat_gaussians(
 ) -> torch.Tensor:
     """``[B, C, H, W]`` (sum) or ``[B, K, C, H, W]`` (none); see :mod:`tusk.ops.splat_gaussians`."""
     xy, descriptors = xy.contiguous(), descriptors.contiguous()
+    radius = min(radius, MAX_RADIUS)
     weights = None if weights is None else weights.contiguous()
     batch, count, channels = descriptors.shape
     scale = _scale(xy, weights, height, width, variance, radius, normalize)
@@ -322,6 +331,7 @@ def splat_gaussians_backward(
     """``(grad_xy [B, K, 2], grad_descriptors [B, K, C], grad_weights [B, K])``; unrequested ones
     (and ``grad_weights`` without weights) are empty."""
     grad, xy, descriptors = grad.contiguous(), xy.contiguous(), descriptors.contiguous()
+    radius = min(radius, MAX_RADIUS)
     weights = None if weights is None else weights.contiguous()
     batch, count, channels = descriptors.shape
     need_xy, need_desc = bool(output_mask[0]), bool(output_mask[1])
@@ -333,7 +343,7 @@ def splat_gaussians_backward(
         return grad_xy, grad_desc, grad_w
     plane = channels * height * width
     strides = (plane, 0) if reduce == "sum" else (count * plane, plane)
-    block_k, block_w = _window_blocks(radius)
+    block_k, block_w = _window_blocks(radius, height, width)
     total = batch * count
     launch(
         _splat_bwd_kernel, (triton.cdiv(total, block_k),),
