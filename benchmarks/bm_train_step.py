@@ -74,8 +74,9 @@ def make_step(impl: str, device: str = "cpu"):
 
 @pytest.mark.parametrize("impl", ["tusk", "tusk-reference", "official"])
 def test_train_step(record, impl):
+    targets = dict(baseline="official", target_speedup=2.0, target_memory_fraction=0.5) if impl == "tusk" else {}
     record(make_step(impl), op="train_step", config=CONFIG, pass_="fwd+bwd", impl=impl,
-           target_ms=None, memory=True, rounds=3)
+           memory=True, rounds=3, **targets)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,8 @@ sys.path.insert(0, os.path.dirname(__file__))  # configs.py, memory.py, report.p
 from memory import peak_cpu_bytes  # noqa: E402
 
 
-def pytest_collection_modifyitems(config, items):
-    # bm_*.py files are collected via the python_files setting below.
-    pass
-
-
 def pytest_configure(config):
+    # Benchmark files are named bm_<op>.py so that `pytest tests/` never collects them.
     config.addinivalue_line("python_files", "bm_*.py")
 
 
@@ -35,11 +31,14 @@ def record(benchmark):
     """
 
     def run(fn, *, op: str, config: str, pass_: str, impl: str, target_ms: float | None = None,
-            target_mb: float | None = None, memory: bool = False, rounds: int | None = None):
+            target_mb: float | None = None, memory: bool = False, rounds: int | None = None,
+            **relative_targets):
+        """``relative_targets``: ``baseline`` (an impl of the same group) with ``target_speedup``
+        and/or ``target_memory_fraction`` (see ``report.py``)."""
         benchmark.group = f"{op} | {config} | {pass_}"
         benchmark.extra_info.update(op=op, config=config, pass_=pass_, impl=impl,
                                     target_ms=target_ms, target_mb=target_mb,
-                                    threads=torch.get_num_threads())
+                                    threads=torch.get_num_threads(), **relative_targets)
         fn()  # warm up (and fail fast before timing)
         if memory:
             benchmark.extra_info["peak_mb"] = peak_cpu_bytes(fn) / 2**20

@@ -1,27 +1,38 @@
-"""Peak CPU memory of a call, from the PyTorch profiler's memory timeline.
+"""Peak CPU memory of a call, from the PyTorch profiler's allocation events.
 
-Counts bytes of tensors created during the call (outputs and temporaries, gradients included)
-minus those destroyed, and reports the running maximum; tensors that existed before the call
-(inputs, cotangents) are not counted.
+Every CPU allocation and free made during the call (outputs, temporaries and gradients; the C++
+kernels' pooled buffers report theirs to the profiler too) is replayed in time order, and the
+running maximum of the live bytes is reported. Memory that existed before the call (inputs,
+cotangents) is not counted; freeing it during the call lowers the running total.
+
+The allocation events are read from the profiler's event tree rather than its memory timeline
+(``_memory_profile()``): the timeline's data-flow analysis asserts on some autograd graphs
+(e.g. the official-style training step), the raw events do not.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
-from torch.profiler._memory_profiler import Action
+
+
+def _allocations(nodes) -> list[tuple[int, int]]:
+    """``(time_ns, bytes)`` of every CPU allocation (> 0) and free (< 0) under ``nodes``."""
+    found, stack = [], list(nodes)
+    while stack:
+        node = stack.pop()
+        if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":
+            found.append((node.start_time_ns, node.extra_fields.alloc_size))
+        stack.extend(node.children)
+    return found
 
 
 def peak_cpu_bytes(fn: Callable[[], object]) -> int:
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     current = peak = 0
-    for _, action, key, nbytes in prof._memory_profile().timeline:
-        if key is None or key[0].device.type != "cpu":
-            continue
-        if action == Action.CREATE:
-            current += nbytes
-        elif action == Action.DESTROY:
-            current -= nbytes
+    for _, nbytes in sorted(_allocations(prof.profiler.kineto_results.experimental_event_tree())):
+        current += nbytes
         peak = max(peak, current)
     return peak

@@ -5,8 +5,9 @@ Usage::
     pytest benchmarks/ --benchmark-only --benchmark-json=bench.json
     python benchmarks/report.py bench.json --command "pytest benchmarks/ ..." > benchmarks/RESULTS.md
 
-Every benchmark carries ``extra_info`` (op, config, pass_, impl, optional target_ms /
-target_mb / peak_mb, and for throughput benchmarks ``items_per_s`` / ``target_items_per_s``).
+Every benchmark carries ``extra_info`` (op, config, pass_, impl, optional peak_mb, the targets
+of :data:`TARGET_KEYS`, and for throughput benchmarks ``images_per_s``). ``--notes FILE``
+appends a hand-written section (explanations of missed targets) after the tables.
 Ratios compare implementations measured in the same run: ``x tusk`` is how many times slower
 than tusk's compiled backend an implementation is (so > 1 means tusk is faster).
 """
@@ -18,6 +19,10 @@ import platform
 from collections import defaultdict
 
 TUSK_IMPLS = ("tusk-cpp", "tusk-cuda", "tusk-triton", "tusk")
+#: extra_info keys that put a row into the Targets table. Absolute: target_ms, target_mb.
+#: Relative to the row of implementation ``baseline`` in the same group: target_speedup
+#: (baseline median / this median, at least), target_memory_fraction (peak / baseline peak, at most).
+TARGET_KEYS = ("target_ms", "target_mb", "target_speedup", "target_memory_fraction")
 
 
 def _fmt_ms(seconds: float) -> str:
@@ -63,7 +68,7 @@ def render(data: dict, command: str) -> str:
     for (op, config, pass_), rows in sorted(groups.items()):
         for row in rows:
             extra = row["extra_info"]
-            if extra.get("target_ms") is not None or extra.get("target_mb") is not None or extra.get("target_items_per_s") is not None:
+            if any(extra.get(key) is not None for key in TARGET_KEYS):
                 targets.append((op, config, pass_, row, rows))
 
     if targets:
@@ -79,14 +84,25 @@ def render(data: dict, command: str) -> str:
             if extra.get("target_mb") is not None and extra.get("peak_mb") is not None:
                 checks.append(extra["peak_mb"] <= extra["target_mb"])
                 measured.append(f"{extra['peak_mb']:.1f} MB")
-            if extra.get("target_items_per_s") is not None:
-                checks.append(extra["items_per_s"] >= extra["target_items_per_s"])
-                measured.append(f"{extra['items_per_s']:.0f}/s")
+            if extra.get("images_per_s") is not None:
+                measured.append(f"{extra['images_per_s']:.0f} images/s")
+            baseline = next((r for r in rows if r["extra_info"]["impl"] == extra.get("baseline")), None)
+            if extra.get("target_speedup") is not None and baseline is not None:
+                speedup = baseline["stats"]["median"] / median
+                checks.append(speedup >= extra["target_speedup"])
+                measured.append(f"{speedup:.2f}x faster")
+            if extra.get("target_memory_fraction") is not None and baseline is not None:
+                fraction = extra["peak_mb"] / baseline["extra_info"]["peak_mb"]
+                checks.append(fraction <= extra["target_memory_fraction"])
+                measured.append(f"{fraction:.2f}x the memory ({extra['peak_mb']:.0f} MB)")
             target = ", ".join(
                 t for t in (
                     f"≤ {extra['target_ms']} ms" if extra.get("target_ms") is not None else "",
                     f"≤ {extra['target_mb']} MB" if extra.get("target_mb") is not None else "",
-                    f"≥ {extra['target_items_per_s']}/s" if extra.get("target_items_per_s") is not None else "",
+                    f"≥ {extra['target_speedup']}x faster than {extra.get('baseline')}"
+                    if extra.get("target_speedup") is not None else "",
+                    f"≤ {extra['target_memory_fraction']}x its peak memory"
+                    if extra.get("target_memory_fraction") is not None else "",
                 ) if t
             )
             others = {r["extra_info"]["impl"]: r["stats"]["median"] / median for r in rows if r is not row}
@@ -120,6 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", nargs="+", help="pytest-benchmark --benchmark-json files (merged)")
     parser.add_argument("--command", default="pytest benchmarks/ --benchmark-only --benchmark-json=bench.json")
+    parser.add_argument("--notes", help="a Markdown file appended after the tables")
     args = parser.parse_args()
     merged: dict = {"benchmarks": []}
     for path in args.json:
@@ -128,7 +145,11 @@ def main() -> None:
         merged.setdefault("machine_info", data.get("machine_info", {}))
         merged.setdefault("datetime", data.get("datetime", ""))
         merged["benchmarks"] += data["benchmarks"]
-    print(render(merged, args.command), end="")
+    text = render(merged, args.command)
+    if args.notes:
+        with open(args.notes) as handle:
+            text += "\n" + handle.read()
+    print(text, end="")
 
 
 if __name__ == "__main__":
