@@ -8,7 +8,7 @@ from tolerances import assert_close
 from tusk.ops import reference, sliced_wasserstein
 from tusk.ops.sliced_wasserstein import random_projections
 
-try:  # POT is the optional `bench` extra: its test exists only where it imports
+try:  # POT comes with the `test` extra; without it (a bare checkout) its test is not defined
     import ot
 except ImportError:
     ot = None
