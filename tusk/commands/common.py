@@ -1,7 +1,10 @@
 """What the subcommands share: user-facing errors and device parsing."""
 from __future__ import annotations
 
+import argparse
+import functools
 import sys
+from collections.abc import Callable
 
 import torch
 
@@ -34,6 +37,20 @@ def report(err: BaseException) -> int:
         message = f"{err.strerror}: {err.filename}"
     print(f"tusk: error: {message}", file=sys.stderr)
     return 1 if isinstance(err, OpCheckError) else 2
+
+
+def reporting_errors(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Wrap a subcommand: a user error becomes one ``tusk: error: ...`` line and an exit status
+    (:func:`report`) instead of a traceback."""
+
+    @functools.wraps(body)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return body(args)
+        except user_errors() as err:
+            return report(err)
+
+    return run
 
 
 def parse_device(name: str | None, default: str = "cpu") -> str:

@@ -5,7 +5,7 @@ import argparse
 import json
 import os
 
-from .common import UserError, parse_device, report, user_errors
+from .common import UserError, parse_device, reporting_errors
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,13 +21,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--threshold", type=float, help="mark keypoints scoring below this invalid")
     parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except user_errors() as err:
-        return report(err)
 
 
 def load_image(path: str):
@@ -46,7 +39,8 @@ def load_image(path: str):
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def _run(args: argparse.Namespace) -> int:
+@reporting_errors
+def run(args: argparse.Namespace) -> int:
     import torch
     import torch.nn.functional as F
 

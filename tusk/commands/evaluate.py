@@ -5,7 +5,7 @@ import argparse
 import json
 import os
 
-from .common import UserError, parse_device, report, user_errors
+from .common import UserError, parse_device, reporting_errors
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,14 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+@reporting_errors
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except user_errors() as err:
-        return report(err)
-
-
-def _run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import ops

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from .common import UserError, parse_device, report, user_errors
+from .common import UserError, parse_device, reporting_errors
 
 DEFAULT_CONFIG = "quickstart"
 
@@ -31,9 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        return _run(args)
-    except user_errors() as err:
-        return report(err)
+        return reporting_errors(_run)(args)
     except KeyboardInterrupt:
         print("tusk: interrupted; continue with `tusk train --resume --out RUN_DIR` "
               "(from the last checkpoint)", file=sys.stderr)
