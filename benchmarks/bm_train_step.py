@@ -3,6 +3,8 @@ network step plus the 5 prototype steps), tusk versus the official code's way.
 
 - ``tusk``: :meth:`tusk.train.Trainer.train_step` on the default op backend (``auto``: the
   fused C++ kernels on CPU, CUDA/Triton on a GPU);
+- ``tusk-checkpoint``: ``tusk`` with ``model.checkpoint: true`` (the U-Nets recompute their
+  activations in backward);
 - ``tusk-reference``: the same step on the reference ops (attributes the gain: step structure
   versus kernels);
 - ``official``: the same network, pairs and losses, with the official code's dense ops and
@@ -40,8 +42,9 @@ PAIRS = 8
 CONFIG = "mnist_hard-b8"
 
 
-def _setup(device: str = "cpu"):
+def _setup(device: str = "cpu", checkpoint: bool = False):
     config = load_config("mnist_hard")
+    config.model.checkpoint = checkpoint
     config.train.batch_size = PAIRS
     config.train.device = device
     torch.manual_seed(0)
@@ -53,9 +56,9 @@ def _setup(device: str = "cpu"):
 
 
 def make_step(impl: str, device: str = "cpu"):
-    trainer, images = _setup(device)
-    if impl in ("tusk", "tusk-reference"):
-        backend = None if impl == "tusk" else "reference"
+    trainer, images = _setup(device, checkpoint=impl == "tusk-checkpoint")
+    if impl in ("tusk", "tusk-checkpoint", "tusk-reference"):
+        backend = "reference" if impl == "tusk-reference" else None
 
         def step():
             with ops.use_backend(backend):
@@ -72,15 +75,17 @@ def make_step(impl: str, device: str = "cpu"):
     return step
 
 
-@pytest.mark.parametrize("impl", ["tusk", "tusk-reference", "official"])
+@pytest.mark.parametrize("impl", ["tusk", "tusk-checkpoint", "tusk-reference", "official"])
 def test_train_step(record, impl):
-    targets = dict(baseline="official", target_speedup=2.0, target_memory_fraction=0.5) if impl == "tusk" else {}
+    targets = {}
+    if impl in ("tusk", "tusk-checkpoint"):
+        targets = dict(baseline="official", target_speedup=2.0, target_memory_fraction=0.5)
     record(make_step(impl), op="train_step", config=CONFIG, pass_="fwd+bwd", impl=impl,
            memory=True, rounds=3, **targets)
 
 
 if __name__ == "__main__":
-    for impl in ("tusk", "tusk-reference", "official"):
+    for impl in ("tusk", "tusk-checkpoint", "tusk-reference", "official"):
         try:
             step = make_step(impl)
             step()

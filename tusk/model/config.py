@@ -20,6 +20,9 @@ class ModelConfig:
         width: channels of the first U-Net level (official 32).
         levels: U-Net resolutions (official 4, i.e. three poolings).
         threshold: at inference, keypoints whose score is below this are marked invalid.
+        checkpoint: recompute the U-Nets' activations in backward instead of storing them
+            (about half the peak memory of a training step for about a third more time; see
+            :class:`~tusk.model.unet.UNet`).
     """
 
     channels: int = 32
@@ -32,6 +35,7 @@ class ModelConfig:
     width: int = 32
     levels: int = 4
     threshold: float | None = None
+    checkpoint: bool = False
 
     def validate(self) -> None:
         for name in ("channels", "keypoints", "prototypes", "width", "levels"):

@@ -39,7 +39,7 @@ class Encoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         c = config.channels
-        self.features = UNet(3, c, width=config.width, levels=config.levels)
+        self.features = UNet(3, c, width=config.width, levels=config.levels, checkpoint=config.checkpoint)
         self.heatmap_head = nn.Sequential(
             nn.Conv2d(c, c, 3, padding=1),
             nn.GroupNorm(c, c),
@@ -75,7 +75,8 @@ class TUSK(nn.Module):
         self.config = config
         self.encoder = Encoder(config)
         out_channels = 4 if config.alpha_blending else 3
-        self.decoder = UNet(config.channels, out_channels, width=config.width, levels=config.levels)
+        self.decoder = UNet(config.channels, out_channels, width=config.width, levels=config.levels,
+                            checkpoint=config.checkpoint)
         # Raw prototypes; every use L2-normalises them (paper Sec. 3.3, official code).
         self.prototypes = nn.Parameter(torch.randn(config.prototypes, config.channels))
 

@@ -8,12 +8,19 @@ base width as parameters so small CPU runs can use a lighter network.
 Unlike the official code (``Upsample(scale_factor=2)``), each upsampling step resizes to the
 exact size of its skip connection, so any input size works (e.g. 35x35 Tetrominoes), not only
 multiples of ``2 ** (levels - 1)``.
+
+With ``checkpoint=True`` each conv block keeps only its input for backward and recomputes its
+activations there (``torch.utils.checkpoint``): the activations, which set the peak memory of a
+training step, shrink to the block boundaries, for one more forward pass of the blocks. The
+blocks have no randomness and GroupNorm keeps no running statistics, so the recomputation gives
+the same values and gradients.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
 
 def conv_block(in_channels: int, out_channels: int, groups: int) -> nn.Sequential:
@@ -37,11 +44,13 @@ class UNet(nn.Module):
         levels: number of resolutions (the official network has 4: three poolings).
         groups: GroupNorm groups (default ``width``, as the official code; must divide
             ``width``).
+        checkpoint: recompute each block's activations in backward instead of storing them.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, width: int = 32, levels: int = 4,
-                 groups: int | None = None) -> None:
+                 groups: int | None = None, checkpoint: bool = False) -> None:
         super().__init__()
+        self.checkpoint = checkpoint
         if levels < 1:
             raise ValueError(f"levels must be >= 1, got {levels}")
         groups = width if groups is None else groups
@@ -68,13 +77,25 @@ class UNet(nn.Module):
             )
         skips = []
         for i, block in enumerate(self.down):
-            if i > 0:
-                x = F.max_pool2d(x, 2)
-            x = block(x)
+            x = self._stage(self._down, block, x, pool=i > 0)
             skips.append(x)
         skips.pop()  # the bottleneck output is x itself
         for block in self.up:
-            skip = skips.pop()
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=True)
-            x = block(torch.cat([x, skip], dim=1))
+            x = self._stage(self._up, block, x, skips.pop())
         return self.head(x)
+
+    @staticmethod
+    def _down(block: nn.Module, x: torch.Tensor, *, pool: bool) -> torch.Tensor:
+        return block(F.max_pool2d(x, 2) if pool else x)
+
+    @staticmethod
+    def _up(block: nn.Module, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=True)
+        return block(torch.cat([x, skip], dim=1))
+
+    def _stage(self, stage, block: nn.Module, *inputs: torch.Tensor, **options) -> torch.Tensor:
+        """One resolution step. Checkpointed, it keeps only its inputs (the previous level's
+        output and the skip, both kept anyway), not the pooled, upsampled or concatenated maps."""
+        if self.checkpoint and torch.is_grad_enabled():
+            return recompute_in_backward(stage, block, *inputs, use_reentrant=False, **options)
+        return stage(block, *inputs, **options)
