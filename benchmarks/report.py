@@ -109,7 +109,7 @@ def render(data: dict, command: str) -> str:
             official = ", ".join(f"{k} {v:.1f}x" for k, v in others.items() if k.startswith("official"))
             peers = ", ".join(f"{k} {v:.1f}x" for k, v in others.items() if not k.startswith("official"))
             met = "yes" if checks and all(checks) else "**no**"
-            out.append(f"| {op} | {config} | {pass_} | {target} | {', '.join(measured)} | {met} | {official or '-'} | {peers or '-'} |")
+            out.append(f"| {op} ({extra['impl']}) | {config} | {pass_} | {target} | {', '.join(measured)} | {met} | {official or '-'} | {peers or '-'} |")
         out.append("")
 
     out += ["## All measurements", ""]
