@@ -9,11 +9,12 @@ Unlike the official code (``Upsample(scale_factor=2)``), each upsampling step re
 exact size of its skip connection, so any input size works (e.g. 35x35 Tetrominoes), not only
 multiples of ``2 ** (levels - 1)``.
 
-With ``checkpoint=True`` each conv block keeps only its input for backward and recomputes its
-activations there (``torch.utils.checkpoint``): the activations, which set the peak memory of a
-training step, shrink to the block boundaries, for one more forward pass of the blocks. The
-blocks have no randomness and GroupNorm keeps no running statistics, so the recomputation gives
-the same values and gradients.
+With ``checkpoint=True`` each resolution stage (pooling or upsampling + concatenation, then the
+conv block) keeps only its inputs for backward and recomputes its activations there
+(``torch.utils.checkpoint``): the activations, which set the peak memory of a training step,
+shrink to the stage boundaries, for one more forward pass of the stages. The stages have no
+randomness and GroupNorm keeps no running statistics, so the recomputation gives the same values
+and gradients.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class UNet(nn.Module):
         levels: number of resolutions (the official network has 4: three poolings).
         groups: GroupNorm groups (default ``width``, as the official code; must divide
             ``width``).
-        checkpoint: recompute each block's activations in backward instead of storing them.
+        checkpoint: recompute each stage's activations in backward instead of storing them.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, width: int = 32, levels: int = 4,
