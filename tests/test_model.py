@@ -182,35 +182,34 @@ def test_unet_checkpoint_gives_the_same_values_and_gradients():
 
 def test_model_checkpoint_reduces_training_memory():
     """``model.checkpoint`` keeps the same outputs and lowers the peak memory of a backward."""
-    from torch.profiler import ProfilerActivity, profile
+    peak_cpu_bytes = _benchmark_peak_cpu_bytes()
 
-    def peak_mb(checkpoint: bool) -> tuple[float, torch.Tensor]:
+    def run(checkpoint: bool) -> tuple[float, torch.Tensor]:
         torch.manual_seed(0)
         model = TUSK(small_config(False, width=8, levels=3, checkpoint=checkpoint))
         images = torch.rand(4, 3, 48, 48)
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        outputs = []
+
+        def step():
             out = model(images)
             out.reconstruction.square().mean().backward()
-        allocations = sorted(
-            (node.start_time_ns, node.extra_fields.alloc_size)
-            for node in _walk(prof.profiler.kineto_results.experimental_event_tree())
-            if node.tag == torch._C._profiler._EventType.Allocation
-        )
-        current = peak = 0
-        for _, size in allocations:
-            current += size
-            peak = max(peak, current)
-        return peak / 2**20, out.reconstruction.detach()
+            outputs.append(out.reconstruction.detach())
 
-    plain_mb, plain_out = peak_mb(False)
-    recomputed_mb, recomputed_out = peak_mb(True)
+        return peak_cpu_bytes(step) / 2**20, outputs[0]
+
+    plain_mb, plain_out = run(False)
+    recomputed_mb, recomputed_out = run(True)
     torch.testing.assert_close(recomputed_out, plain_out, rtol=0, atol=0)
     assert recomputed_mb < 0.8 * plain_mb, (recomputed_mb, plain_mb)
 
 
-def _walk(nodes):
-    stack = list(nodes)
-    while stack:
-        node = stack.pop()
-        yield node
-        stack.extend(node.children)
+def _benchmark_peak_cpu_bytes():
+    """The benchmarks' peak-memory probe (``benchmarks/memory.py``), one way of measuring for both."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "memory.py"
+    spec = importlib.util.spec_from_file_location("tusk_benchmark_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.peak_cpu_bytes

@@ -80,6 +80,27 @@ def _alpha_fwd_kernel(
 
 
 @triton.jit
+def _alpha_and_u(
+    grad_image_ptr, grad_alpha_ptr, rgb_ptr, logits_ptr, grad_rgb_ptr, b, k, K, C, hw, pixel, p_mask,
+    m, s, live, STORE_GRAD_RGB: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """``alpha_k`` and ``u_k = <grad_image, rgb_k>_C + grad_alpha_k`` of a pixel block; with
+    ``STORE_GRAD_RGB`` also writes ``grad_rgb_k = alpha_k grad_image`` on the way."""
+    at = (b * K + k) * hw + pixel
+    alpha = tl.where(live, tl.exp(tl.load(logits_ptr + at, mask=p_mask, other=0.0).to(ACC) - m), 0.0) / s
+    u = tl.load(grad_alpha_ptr + at, mask=p_mask, other=0.0).to(ACC)
+    for c0 in range(0, C, BLOCK_C):
+        c = c0 + tl.arange(0, BLOCK_C)
+        mask = (c < C)[:, None] & p_mask[None, :]
+        g = tl.load(grad_image_ptr + (b * C + c[:, None]) * hw + pixel[None, :], mask=mask, other=0.0).to(ACC)
+        rgb_at = ((b * K + k) * C + c[:, None]) * hw + pixel[None, :]
+        u += tl.reduce(g * tl.load(rgb_ptr + rgb_at, mask=mask, other=0.0).to(ACC), 0, SUM)
+        if STORE_GRAD_RGB:
+            tl.store(grad_rgb_ptr + rgb_at, (alpha[None, :] * g).to(grad_rgb_ptr.dtype.element_ty), mask=mask)
+    return alpha, u
+
+
+@triton.jit
 def _alpha_bwd_kernel(
     grad_image_ptr, grad_alpha_ptr, rgb_ptr, logits_ptr, grad_rgb_ptr, grad_logits_ptr, K, C, hw,
     NEED_RGB: tl.constexpr, NEED_LOGITS: tl.constexpr, F64: tl.constexpr,
@@ -94,30 +115,15 @@ def _alpha_bwd_kernel(
     # Pass 2: u_k, grad_rgb_k and sum_k alpha_k u_k.
     u_mean = tl.zeros((BLOCK_P,), dtype=ACC)
     for k in range(0, K):
-        at = (b * K + k) * hw + pixel
-        alpha = tl.where(live, tl.exp(tl.load(logits_ptr + at, mask=p_mask, other=0.0).to(ACC) - m), 0.0) / s
-        u = tl.load(grad_alpha_ptr + at, mask=p_mask, other=0.0).to(ACC)
-        for c0 in range(0, C, BLOCK_C):
-            c = c0 + tl.arange(0, BLOCK_C)
-            mask = (c < C)[:, None] & p_mask[None, :]
-            g = tl.load(grad_image_ptr + (b * C + c[:, None]) * hw + pixel[None, :], mask=mask, other=0.0).to(ACC)
-            rgb_at = ((b * K + k) * C + c[:, None]) * hw + pixel[None, :]
-            u += tl.reduce(g * tl.load(rgb_ptr + rgb_at, mask=mask, other=0.0).to(ACC), 0, SUM)
-            if NEED_RGB:
-                tl.store(grad_rgb_ptr + rgb_at, (alpha[None, :] * g).to(grad_rgb_ptr.dtype.element_ty), mask=mask)
+        alpha, u = _alpha_and_u(grad_image_ptr, grad_alpha_ptr, rgb_ptr, logits_ptr, grad_rgb_ptr, b, k, K, C, hw,
+                                pixel, p_mask, m, s, live, NEED_RGB, ACC, BLOCK_C)
         u_mean += alpha * u
-    # Pass 3: grad_logits_k = alpha_k (u_k - sum_j alpha_j u_j).
+    # Pass 3: grad_logits_k = alpha_k (u_k - sum_j alpha_j u_j), recomputing u_k (not stored).
     if NEED_LOGITS:
         for k in range(0, K):
+            alpha, u = _alpha_and_u(grad_image_ptr, grad_alpha_ptr, rgb_ptr, logits_ptr, grad_rgb_ptr, b, k, K, C,
+                                    hw, pixel, p_mask, m, s, live, False, ACC, BLOCK_C)
             at = (b * K + k) * hw + pixel
-            alpha = tl.where(live, tl.exp(tl.load(logits_ptr + at, mask=p_mask, other=0.0).to(ACC) - m), 0.0) / s
-            u = tl.load(grad_alpha_ptr + at, mask=p_mask, other=0.0).to(ACC)
-            for c0 in range(0, C, BLOCK_C):
-                c = c0 + tl.arange(0, BLOCK_C)
-                mask = (c < C)[:, None] & p_mask[None, :]
-                g = tl.load(grad_image_ptr + (b * C + c[:, None]) * hw + pixel[None, :], mask=mask, other=0.0).to(ACC)
-                rgb_at = ((b * K + k) * C + c[:, None]) * hw + pixel[None, :]
-                u += tl.reduce(g * tl.load(rgb_ptr + rgb_at, mask=mask, other=0.0).to(ACC), 0, SUM)
             tl.store(grad_logits_ptr + at, (alpha * (u - u_mean)).to(grad_logits_ptr.dtype.element_ty), mask=p_mask)
 
 

@@ -55,19 +55,26 @@ def _window_blocks(radius: int, height: int, width: int) -> tuple[int, int]:
 
 
 @triton.jit
-def _window_pixels(cx, cy, j, size, side_x, radius, height, width):
-    """Pixel ``j`` of each keypoint's window clipped to the image: ``(px, py, inside)``.
+def _window_gaussian(x, y, k_mask, j, size, side_x, radius, height, width, two_var):
+    """Pixel ``j`` of each keypoint's window clipped to the image and its unnormalised Gaussian:
+    ``(px, py, inside, G)`` for keypoints ``[BLOCK_K, 1]`` (``k_mask``: the block's real ones).
 
     The loop runs over the clipped box (``min(2r+1, W) x min(2r+1, H)`` pixels, from
-    ``max(c - r, 0)``), not the whole ``(2r+1)^2`` window, so a radius larger than the map costs
-    ``H*W``. A NaN/inf centre gives no pixel inside; outside pixels are moved to (0, 0) so every
-    later expression stays finite (G is then selected to 0, never multiplied by the mask).
+    ``max(c - r, 0)`` with ``c = floor(xy + 0.5)``), not the whole ``(2r+1)^2`` window, so a
+    radius larger than the map costs ``H*W``. A NaN/inf centre gives no pixel inside; outside
+    pixels are moved to (0, 0) and G is selected to 0 there, never multiplied by the mask, so
+    every later expression stays finite.
     """
+    cx = tl.floor(x + 0.5)
+    cy = tl.floor(y + 0.5)
     px = tl.maximum(cx - radius, 0.0) + (j % side_x)[None, :]
     py = tl.maximum(cy - radius, 0.0) + (j // side_x)[None, :]
-    inside = (j < size)[None, :] & (px >= 0.0) & (px <= width - 1.0) & (px <= cx + radius)
+    inside = (j < size)[None, :] & k_mask[:, None] & (px >= 0.0) & (px <= width - 1.0) & (px <= cx + radius)
     inside = inside & (py >= 0.0) & (py <= height - 1.0) & (py <= cy + radius)
-    return tl.where(inside, px, 0.0), tl.where(inside, py, 0.0), inside
+    px = tl.where(inside, px, 0.0)
+    py = tl.where(inside, py, 0.0)
+    g = tl.where(inside, tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var), 0.0)
+    return px, py, inside, g
 
 
 @triton.jit
@@ -82,15 +89,12 @@ def _splat_scale_kernel(
     k_mask = kp < total
     x = tl.load(xy_ptr + kp * 2, mask=k_mask, other=0.0).to(ACC)[:, None]
     y = tl.load(xy_ptr + kp * 2 + 1, mask=k_mask, other=0.0).to(ACC)[:, None]
-    cx = tl.floor(x + 0.5)
-    cy = tl.floor(y + 0.5)
     side_x = tl.minimum(2 * radius + 1, width)
     size = side_x * tl.minimum(2 * radius + 1, height)
     sum_g = tl.zeros((BLOCK_K,), dtype=ACC)
     for j0 in range(0, size, BLOCK_W):
         j = j0 + tl.arange(0, BLOCK_W)
-        px, py, inside = _window_pixels(cx, cy, j, size, side_x, radius, height, width)
-        g = tl.where(inside, tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var), 0.0)
+        px, py, inside, g = _window_gaussian(x, y, k_mask, j, size, side_x, radius, height, width, two_var)
         sum_g += tl.reduce(g, 1, SUM)
     if HAS_WEIGHTS:
         w = tl.load(weights_ptr + kp, mask=k_mask, other=0.0).to(ACC)
@@ -186,8 +190,6 @@ def _splat_bwd_kernel(
     hw = height * width
     x = tl.load(xy_ptr + kp * 2, mask=k_mask, other=0.0).to(ACC)[:, None]
     y = tl.load(xy_ptr + kp * 2 + 1, mask=k_mask, other=0.0).to(ACC)[:, None]
-    cx = tl.floor(x + 0.5)
-    cy = tl.floor(y + 0.5)
     side_x = tl.minimum(2 * radius + 1, width)
     size = side_x * tl.minimum(2 * radius + 1, height)
     # Window sums T, Sx, Sy (the forward's normaliser and its derivative).
@@ -196,8 +198,7 @@ def _splat_bwd_kernel(
     sum_gy = tl.zeros((BLOCK_K,), dtype=ACC)
     for j0 in range(0, size, BLOCK_W):
         j = j0 + tl.arange(0, BLOCK_W)
-        px, py, inside = _window_pixels(cx, cy, j, size, side_x, radius, height, width)
-        g = tl.where(inside, tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var), 0.0)
+        px, py, inside, g = _window_gaussian(x, y, k_mask, j, size, side_x, radius, height, width, two_var)
         sum_g += tl.reduce(g, 1, SUM)
         sum_gx += tl.reduce(tl.where(inside, g * (px - x), 0.0), 1, SUM)
         sum_gy += tl.reduce(tl.where(inside, g * (py - y), 0.0), 1, SUM)
@@ -216,9 +217,7 @@ def _splat_bwd_kernel(
             acc = tl.zeros((BLOCK_K,), dtype=ACC)
             for j0 in range(0, size, BLOCK_W):
                 j = j0 + tl.arange(0, BLOCK_W)
-                px, py, inside = _window_pixels(cx, cy, j, size, side_x, radius, height, width)
-                inside = inside & k_mask[:, None]
-                g = tl.where(inside, tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var), 0.0)
+                px, py, inside, g = _window_gaussian(x, y, k_mask, j, size, side_x, radius, height, width, two_var)
                 at = plane_ptr[:, None] + py.to(tl.int64) * width + px.to(tl.int64)
                 acc += tl.reduce(g * tl.load(at, mask=inside, other=0.0).to(ACC), 1, SUM)
             tl.store(grad_desc_ptr + kp * C + ch, (acc * w * inv_t).to(grad_desc_ptr.dtype.element_ty), mask=k_mask)
@@ -229,9 +228,7 @@ def _splat_bwd_kernel(
         s_ay = tl.zeros((BLOCK_K,), dtype=ACC)
         for j0 in range(0, size, BLOCK_W):
             j = j0 + tl.arange(0, BLOCK_W)
-            px, py, inside = _window_pixels(cx, cy, j, size, side_x, radius, height, width)
-            inside = inside & k_mask[:, None]
-            g = tl.where(inside, tl.exp(-((px - x) * (px - x) + (py - y) * (py - y)) / two_var), 0.0)
+            px, py, inside, g = _window_gaussian(x, y, k_mask, j, size, side_x, radius, height, width, two_var)
             at = grad_ptr + grad_base[:, None] + py.to(tl.int64) * width + px.to(tl.int64)
             a = tl.zeros((BLOCK_K, BLOCK_W), dtype=ACC)
             for ch in range(0, C):
