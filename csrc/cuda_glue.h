@@ -4,21 +4,51 @@
 // The glue includes only c10/cuda headers (not ATen/cuda/CUDAContext.h, which pulls in cuBLAS
 // and cuSPARSE headers) so CMake can compile it against a CPU wheel's headers on machines
 // without those libraries.
+//
+// With TUSK_CUDA_EMULATION defined (the tests' host emulation of the kernels, tests/cuda_emulation)
+// the same glue runs the kernels on the host: tensors are CPU tensors, there is no device guard
+// or stream, launch failures carry the emulator's explanation, and the ops register in
+// torch.ops.tusk_cuda_emulation at the CPU key instead of torch.ops.tusk at the CUDA key.
 #pragma once
 
 #include <ATen/ATen.h>
+#include <torch/library.h>
+#ifndef TUSK_CUDA_EMULATION
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
+#endif
 
 #include <algorithm>
 
 #include "common.h"
 #include "tusk/cuda/api.h"
 
+#ifdef TUSK_CUDA_EMULATION
+#define TUSK_CUDA_LIBRARY_IMPL(m) TORCH_LIBRARY_IMPL(tusk_cuda_emulation, CPU, m)
+#define TUSK_CUDA_CHECK(EXPR)                                                                   \
+  do {                                                                                          \
+    const cudaError_t tusk_status = (EXPR);                                                     \
+    TORCH_CHECK(tusk_status == cudaSuccess, "emulated CUDA launch failed: ",                    \
+                cudaGetErrorString(tusk_status), ": ", tusk_emulation_error_message());         \
+  } while (0)
+#else
+#define TUSK_CUDA_LIBRARY_IMPL(m) TORCH_LIBRARY_IMPL(tusk, CUDA, m)
+#define TUSK_CUDA_CHECK(EXPR) C10_CUDA_CHECK(EXPR)
+#endif
+
 namespace tusk {
 namespace cuda_glue {
+
+#ifdef TUSK_CUDA_EMULATION
+constexpr bool kEmulated = true;
+struct DeviceGuard {
+  explicit DeviceGuard(c10::Device) {}
+};
+#else
+constexpr bool kEmulated = false;
+using DeviceGuard = c10::cuda::CUDAGuard;
+#endif
 
 inline tusk_dtype dtype_tag(const at::Tensor& t, const char* name) {
   switch (t.scalar_type()) {
@@ -35,7 +65,11 @@ inline tusk_dtype dtype_tag(const at::Tensor& t, const char* name) {
 
 inline void check_cuda(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.defined(), name, " must be defined");
-  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor, got ", t.device());
+  if (kEmulated) {
+    TORCH_CHECK(t.is_cpu(), name, " must be a CPU tensor (the emulated CUDA kernels), got ", t.device());
+  } else {
+    TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor, got ", t.device());
+  }
 }
 
 inline void check_same_device(const at::Tensor& a, const at::Tensor& b, const char* name_a,
@@ -61,7 +95,11 @@ inline void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef e
 }
 
 // The stream the caller is using on the current device (set by the guard).
+#ifdef TUSK_CUDA_EMULATION
+inline cudaStream_t current_stream() { return nullptr; }
+#else
 inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+#endif
 
 // Scratch memory from PyTorch's caching allocator, stream-ordered: safe to release as soon as the
 // kernels using it are queued.

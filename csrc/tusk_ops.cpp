@@ -1,4 +1,4 @@
-// The tusk operator library: every op's schema in one table, plus the Python module stub.
+// The tusk operator library: the op schemas (schemas.h), plus the Python module stub.
 //
 // Kernels register per dispatch key next to their sources:
 //   csrc/<op>/<op>_cpu.cpp   TORCH_LIBRARY_IMPL(tusk, CPU, m)
@@ -9,6 +9,8 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "schemas.h"
+
 extern "C" {
 // Importing tusk._C loads this shared object, which runs the static registrations below.
 // No Python functions are bound: everything is reached through torch.ops.tusk.
@@ -18,49 +20,4 @@ PyObject* PyInit__C(void) {
 }
 }
 
-TORCH_LIBRARY(tusk, m) {
-  // 1. detect_keypoints: scores [B,H,W] -> xy [B,K,2], score [B,K], is_peak [B,K] bool,
-  //    index [B,K] int64 (flat pixel of each slot; saved for backward).
-  m.def("detect_keypoints(Tensor scores, int k, int nms_size, int window, float temperature)"
-        " -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("detect_keypoints_backward(Tensor grad_xy, Tensor grad_score, Tensor scores, Tensor xy,"
-        " Tensor index, int window, float temperature) -> Tensor");
-
-  // 2. sample_descriptors: features [B,C,H,W], xy [B,K,2] -> [B,K,C]. padding: zeros|border.
-  //    Backward returns (grad_features, grad_xy); a grad not asked for in output_mask is empty.
-  m.def("sample_descriptors(Tensor features, Tensor xy, str padding) -> Tensor");
-  m.def("sample_descriptors_backward(Tensor grad, Tensor features, Tensor xy, str padding,"
-        " bool[2] output_mask) -> (Tensor, Tensor)");
-
-  // 3a. splat_gaussians: xy [B,K,2], descriptors [B,K,C], weights [B,K] or None ->
-  //     [B,C,H,W] (reduce="sum") or [B,K,C,H,W] (reduce="none").
-  m.def("splat_gaussians(Tensor xy, Tensor descriptors, Tensor? weights, int height, int width,"
-        " float variance, int radius, bool normalize, str reduce) -> Tensor");
-  m.def("splat_gaussians_backward(Tensor grad, Tensor xy, Tensor descriptors, Tensor? weights,"
-        " int height, int width, float variance, int radius, bool normalize, str reduce,"
-        " bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
-
-  // 3b. alpha_composite: rgb [B,K,C,H,W], alpha_logits [B,K,1,H,W] -> image [B,C,H,W],
-  //     alpha [B,K,1,H,W]. Backward recomputes the softmax. A cotangent is None when its output
-  //     was unused (usually alpha): it counts as zero and no zero tensor is materialised or read.
-  m.def("alpha_composite(Tensor rgb, Tensor alpha_logits) -> (Tensor, Tensor)");
-  m.def("alpha_composite_backward(Tensor? grad_image, Tensor? grad_alpha, Tensor rgb,"
-        " Tensor alpha_logits, bool[2] output_mask) -> (Tensor, Tensor)");
-
-  // 4a. sliced_wasserstein: x [G,N,C], y [G,N,C], projections [C,P] -> distance [G],
-  //     plus per-point residuals r_x, r_y [G,N,P] (d distance / d projected point) for backward.
-  //     Residuals are not differentiable.
-  m.def("sliced_wasserstein(Tensor x, Tensor y, Tensor projections) -> (Tensor, Tensor, Tensor)");
-  m.def("sliced_wasserstein_backward(Tensor grad, Tensor x, Tensor y, Tensor projections,"
-        " Tensor x_residual, Tensor y_residual, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
-
-  // 4b. gmm_prototype_samples: prototypes [M,C], features [N,C], noise [N,C] ->
-  //     samples [N,C] (unit norm), assignment [N] int64 (prototype of each sample, grouped).
-  //     Differentiable w.r.t. prototypes only (features choose the counts, noise is a constant).
-  m.def("gmm_prototype_samples(Tensor prototypes, Tensor features, Tensor noise, float smoothing)"
-        " -> (Tensor, Tensor)");
-  m.def("gmm_prototype_samples_backward(Tensor grad, Tensor prototypes, Tensor noise,"
-        " Tensor assignment) -> Tensor");
-  // The autograd of 4a and 4b is registered in C++ for every backend
-  // (csrc/<op>/<op>_autograd.cpp); their fake kernels in Python (tusk/ops/<op>.py).
-}
+TORCH_LIBRARY(tusk, m) { tusk::define_schemas(m); }

@@ -18,14 +18,14 @@ void check_inputs(const at::Tensor& rgb, const at::Tensor& logits) {
 std::tuple<at::Tensor, at::Tensor> alpha_composite_cuda(const at::Tensor& rgb_in,
                                                         const at::Tensor& logits_in) {
   check_inputs(rgb_in, logits_in);
-  const c10::cuda::CUDAGuard guard(rgb_in.device());
+  const DeviceGuard guard(rgb_in.device());
   const at::Tensor rgb = rgb_in.contiguous(), logits = logits_in.contiguous();
   const int64_t batch = rgb.size(0), k = rgb.size(1), channels = rgb.size(2);
   const int64_t height = rgb.size(3), width = rgb.size(4);
   at::Tensor image = at::empty({batch, channels, height, width}, rgb.options());
   at::Tensor alpha = at::empty_like(logits);
   if (alpha.numel() == 0) return {image, alpha};
-  C10_CUDA_CHECK(tusk_alpha_composite_forward(dtype_tag(rgb, "rgb"), rgb.data_ptr(),
+  TUSK_CUDA_CHECK(tusk_alpha_composite_forward(dtype_tag(rgb, "rgb"), rgb.data_ptr(),
                                               logits.data_ptr(), batch, k, channels,
                                               height * width, image.data_ptr(), alpha.data_ptr(),
                                               current_stream()));
@@ -52,7 +52,7 @@ std::tuple<at::Tensor, at::Tensor> alpha_composite_backward_cuda(
     check_input(grad_alpha_in, "grad_alpha", 5, &rgb_in, "rgb");
     check_shape(grad_alpha_in, "grad_alpha", logits_in.sizes());
   }
-  const c10::cuda::CUDAGuard guard(rgb_in.device());
+  const DeviceGuard guard(rgb_in.device());
   const at::Tensor rgb = rgb_in.contiguous(), logits = logits_in.contiguous();
   const at::Tensor grad_image = has_grad_image ? grad_image_in.contiguous() : at::Tensor();
   const at::Tensor grad_alpha = has_grad_alpha ? grad_alpha_in.contiguous() : at::Tensor();
@@ -63,7 +63,7 @@ std::tuple<at::Tensor, at::Tensor> alpha_composite_backward_cuda(
   at::Tensor scratch = workspace(tusk_alpha_composite_backward_workspace_bytes(
                                      dtype, batch, k, height * width, output_mask[1] ? 1 : 0),
                                  rgb);
-  C10_CUDA_CHECK(tusk_alpha_composite_backward(
+  TUSK_CUDA_CHECK(tusk_alpha_composite_backward(
       dtype, data_or_null(grad_image), data_or_null(grad_alpha), rgb.data_ptr(),
       logits.data_ptr(), batch, k, channels, height * width, data_or_null(grad_rgb),
       data_or_null(grad_logits), scratch.data_ptr(), current_stream()));
@@ -73,7 +73,7 @@ std::tuple<at::Tensor, at::Tensor> alpha_composite_backward_cuda(
 }  // namespace
 }  // namespace tusk
 
-TORCH_LIBRARY_IMPL(tusk, CUDA, m) {
+TUSK_CUDA_LIBRARY_IMPL(m) {
   m.impl("alpha_composite", &tusk::alpha_composite_cuda);
   m.impl("alpha_composite_backward", &tusk::alpha_composite_backward_cuda);
 }

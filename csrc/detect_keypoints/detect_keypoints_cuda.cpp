@@ -24,7 +24,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> detect_keypoints_cuda
   TORCH_CHECK(k >= 1 && k <= height * width, "k must be in [1, H*W] = [1, ", height * width,
               "], got ", k);
   check_windows(nms_size, window, temperature);
-  const c10::cuda::CUDAGuard guard(scores_in.device());
+  const DeviceGuard guard(scores_in.device());
   const at::Tensor scores = scores_in.contiguous();
   const tusk_dtype dtype = dtype_tag(scores, "scores");
   at::Tensor xy = at::empty({batch, k, 2}, scores.options());
@@ -34,7 +34,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> detect_keypoints_cuda
   if (batch == 0) return {xy, score, is_peak, index};
   at::Tensor scratch =
       workspace(tusk_detect_keypoints_workspace_bytes(dtype, batch, height, width, k), scores);
-  C10_CUDA_CHECK(tusk_detect_keypoints_forward(
+  TUSK_CUDA_CHECK(tusk_detect_keypoints_forward(
       dtype, scores.data_ptr(), batch, height, width, k, nms_size, window, temperature,
       xy.data_ptr(), score.data_ptr(), is_peak.data_ptr<bool>(), index.data_ptr<int64_t>(),
       scratch.data_ptr(), current_stream()));
@@ -72,7 +72,7 @@ at::Tensor detect_keypoints_backward_cuda(const at::Tensor& grad_xy_in,
     check_input(grad_score_in, "grad_score", 2, &scores_in, "scores");
     check_shape(grad_score_in, "grad_score", {batch, k});
   }
-  const c10::cuda::CUDAGuard guard(scores_in.device());
+  const DeviceGuard guard(scores_in.device());
   const at::Tensor scores = scores_in.contiguous(), index = index_in.contiguous();
   const at::Tensor grad_xy = has_grad_xy ? grad_xy_in.contiguous() : at::Tensor();
   const at::Tensor grad_score = has_grad_score ? grad_score_in.contiguous() : at::Tensor();
@@ -81,7 +81,7 @@ at::Tensor detect_keypoints_backward_cuda(const at::Tensor& grad_xy_in,
   if (grad_scores.numel() == 0) return grad_scores;
   at::Tensor scratch = workspace(
       tusk_detect_keypoints_backward_workspace_bytes(dtype, batch, height, width), scores);
-  C10_CUDA_CHECK(tusk_detect_keypoints_backward(
+  TUSK_CUDA_CHECK(tusk_detect_keypoints_backward(
       dtype, data_or_null(grad_xy), data_or_null(grad_score), scores.data_ptr(),
       index.data_ptr<int64_t>(), batch, height, width, k, window, temperature,
       deterministic() ? 1 : 0, grad_scores.data_ptr(), scratch.data_ptr(), current_stream()));
@@ -91,7 +91,7 @@ at::Tensor detect_keypoints_backward_cuda(const at::Tensor& grad_xy_in,
 }  // namespace
 }  // namespace tusk
 
-TORCH_LIBRARY_IMPL(tusk, CUDA, m) {
+TUSK_CUDA_LIBRARY_IMPL(m) {
   m.impl("detect_keypoints", &tusk::detect_keypoints_cuda);
   m.impl("detect_keypoints_backward", &tusk::detect_keypoints_backward_cuda);
 }

@@ -27,7 +27,7 @@ std::tuple<at::Tensor, at::Tensor> gmm_prototype_samples_cuda(const at::Tensor& 
   check_shape(features_in, "features", noise_in.sizes());
   TORCH_CHECK(smoothing >= 0 && std::isfinite(smoothing),
               "smoothing must be a finite number >= 0, got ", smoothing);
-  const c10::cuda::CUDAGuard guard(prototypes_in.device());
+  const DeviceGuard guard(prototypes_in.device());
   const at::Tensor prototypes = prototypes_in.contiguous(), features = features_in.contiguous();
   const at::Tensor noise = noise_in.contiguous();
   const int64_t count = prototypes.size(0), channels = prototypes.size(1);
@@ -37,7 +37,7 @@ std::tuple<at::Tensor, at::Tensor> gmm_prototype_samples_cuda(const at::Tensor& 
   if (points == 0) return {samples, assignment};
   at::Tensor scratch =
       workspace(tusk_gmm_prototype_samples_workspace_bytes(count, points), prototypes);
-  C10_CUDA_CHECK(tusk_gmm_prototype_samples_forward(
+  TUSK_CUDA_CHECK(tusk_gmm_prototype_samples_forward(
       dtype_tag(prototypes, "prototypes"), prototypes.data_ptr(), features.data_ptr(),
       noise.data_ptr(), count, points, channels, smoothing, samples.data_ptr(),
       assignment.data_ptr<int64_t>(), scratch.data_ptr(), current_stream()));
@@ -56,7 +56,7 @@ at::Tensor gmm_prototype_samples_backward_cuda(const at::Tensor& grad_in,
   TORCH_CHECK(assignment_in.scalar_type() == at::kLong, "assignment must be int64, got ",
               assignment_in.scalar_type());
   check_shape(assignment_in, "assignment", {noise_in.size(0)});
-  const c10::cuda::CUDAGuard guard(prototypes_in.device());
+  const DeviceGuard guard(prototypes_in.device());
   const at::Tensor grad = grad_in.contiguous(), prototypes = prototypes_in.contiguous();
   const at::Tensor noise = noise_in.contiguous(), assignment = assignment_in.contiguous();
   const int64_t count = prototypes.size(0), channels = prototypes.size(1);
@@ -65,7 +65,7 @@ at::Tensor gmm_prototype_samples_backward_cuda(const at::Tensor& grad_in,
   at::Tensor grad_prototypes = at::empty_like(prototypes);
   at::Tensor scratch = workspace(
       tusk_gmm_prototype_samples_backward_workspace_bytes(dtype, points, channels), prototypes);
-  C10_CUDA_CHECK(tusk_gmm_prototype_samples_backward(
+  TUSK_CUDA_CHECK(tusk_gmm_prototype_samples_backward(
       dtype, grad.data_ptr(), prototypes.data_ptr(), noise.data_ptr(),
       assignment.data_ptr<int64_t>(), count, points, channels, grad_prototypes.data_ptr(),
       scratch.data_ptr(), current_stream()));
@@ -75,7 +75,7 @@ at::Tensor gmm_prototype_samples_backward_cuda(const at::Tensor& grad_in,
 }  // namespace
 }  // namespace tusk
 
-TORCH_LIBRARY_IMPL(tusk, CUDA, m) {
+TUSK_CUDA_LIBRARY_IMPL(m) {
   m.impl("gmm_prototype_samples", &tusk::gmm_prototype_samples_cuda);
   m.impl("gmm_prototype_samples_backward", &tusk::gmm_prototype_samples_backward_cuda);
 }

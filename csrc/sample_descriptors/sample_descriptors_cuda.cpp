@@ -22,13 +22,13 @@ at::Tensor sample_descriptors_cuda(const at::Tensor& features_in, const at::Tens
                                    c10::string_view padding_name) {
   check_inputs(features_in, xy_in);
   const Padding padding = parse_padding(std::string(padding_name));
-  const c10::cuda::CUDAGuard guard(features_in.device());
+  const DeviceGuard guard(features_in.device());
   const at::Tensor features = features_in.contiguous(), xy = xy_in.contiguous();
   const int64_t batch = features.size(0), channels = features.size(1), height = features.size(2),
                 width = features.size(3), k = xy.size(1);
   at::Tensor out = at::empty({batch, k, channels}, features.options());
   if (out.numel() == 0) return out;
-  C10_CUDA_CHECK(tusk_sample_descriptors_forward(
+  TUSK_CUDA_CHECK(tusk_sample_descriptors_forward(
       dtype_tag(features, "features"), features.data_ptr(), xy.data_ptr(), batch, channels, height,
       width, k, static_cast<int>(padding), out.data_ptr(), current_stream()));
   return out;
@@ -40,7 +40,7 @@ std::tuple<at::Tensor, at::Tensor> sample_descriptors_backward_cuda(
   check_inputs(features_in, xy_in);
   check_input(grad_in, "grad", 3, &features_in, "features");
   const Padding padding = parse_padding(std::string(padding_name));
-  const c10::cuda::CUDAGuard guard(features_in.device());
+  const DeviceGuard guard(features_in.device());
   const at::Tensor features = features_in.contiguous(), xy = xy_in.contiguous();
   const at::Tensor grad = grad_in.contiguous();
   const int64_t batch = features.size(0), channels = features.size(1), height = features.size(2),
@@ -55,7 +55,7 @@ std::tuple<at::Tensor, at::Tensor> sample_descriptors_backward_cuda(
           ? tusk_sample_descriptors_backward_workspace_bytes(dtype, batch, channels, height, width)
           : 0,
       features);
-  C10_CUDA_CHECK(tusk_sample_descriptors_backward(
+  TUSK_CUDA_CHECK(tusk_sample_descriptors_backward(
       dtype, grad.data_ptr(), features.data_ptr(), xy.data_ptr(), batch, channels, height, width,
       k, static_cast<int>(padding), deterministic() ? 1 : 0, data_or_null(grad_features),
       data_or_null(grad_xy), scratch.data_ptr(), current_stream()));
@@ -65,7 +65,7 @@ std::tuple<at::Tensor, at::Tensor> sample_descriptors_backward_cuda(
 }  // namespace
 }  // namespace tusk
 
-TORCH_LIBRARY_IMPL(tusk, CUDA, m) {
+TUSK_CUDA_LIBRARY_IMPL(m) {
   m.impl("sample_descriptors", &tusk::sample_descriptors_cuda);
   m.impl("sample_descriptors_backward", &tusk::sample_descriptors_backward_cuda);
 }

@@ -23,7 +23,7 @@ void check_inputs(const at::Tensor& x, const at::Tensor& y, const at::Tensor& pr
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sliced_wasserstein_cuda(
     const at::Tensor& x_in, const at::Tensor& y_in, const at::Tensor& projections_in) {
   check_inputs(x_in, y_in, projections_in);
-  const c10::cuda::CUDAGuard guard(x_in.device());
+  const DeviceGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous(), y = y_in.contiguous();
   const at::Tensor projections = projections_in.contiguous();
   const int64_t groups = x.size(0), points = x.size(1), channels = x.size(2);
@@ -35,7 +35,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sliced_wasserstein_cuda(
   if (groups == 0) return {distance, x_residual, y_residual};
   at::Tensor scratch =
       workspace(tusk_sliced_wasserstein_workspace_bytes(dtype, groups, points, count), x);
-  C10_CUDA_CHECK(tusk_sliced_wasserstein_forward(
+  TUSK_CUDA_CHECK(tusk_sliced_wasserstein_forward(
       dtype, x.data_ptr(), y.data_ptr(), projections.data_ptr(), groups, points, channels, count,
       distance.data_ptr(), x_residual.data_ptr(), y_residual.data_ptr(), scratch.data_ptr(),
       current_stream()));
@@ -55,7 +55,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sliced_wasserstein_backward_cuda(
   check_input(y_residual_in, "y_residual", 3, &x_in, "x");
   check_shape(x_residual_in, "x_residual", {groups, points, count});
   check_shape(y_residual_in, "y_residual", {groups, points, count});
-  const c10::cuda::CUDAGuard guard(x_in.device());
+  const DeviceGuard guard(x_in.device());
   const at::Tensor grad = grad_in.contiguous(), x = x_in.contiguous(), y = y_in.contiguous();
   const at::Tensor projections = projections_in.contiguous();
   const at::Tensor x_residual = x_residual_in.contiguous(), y_residual = y_residual_in.contiguous();
@@ -72,7 +72,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sliced_wasserstein_backward_cuda(
           ? tusk_sliced_wasserstein_backward_workspace_bytes(dtype, groups, points, channels, count)
           : 0,
       x);
-  C10_CUDA_CHECK(tusk_sliced_wasserstein_backward(
+  TUSK_CUDA_CHECK(tusk_sliced_wasserstein_backward(
       dtype, grad.data_ptr(), x.data_ptr(), y.data_ptr(), projections.data_ptr(),
       x_residual.data_ptr(), y_residual.data_ptr(), groups, points, channels, count,
       data_or_null(grad_x), data_or_null(grad_y), data_or_null(grad_projections),
@@ -83,7 +83,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sliced_wasserstein_backward_cuda(
 }  // namespace
 }  // namespace tusk
 
-TORCH_LIBRARY_IMPL(tusk, CUDA, m) {
+TUSK_CUDA_LIBRARY_IMPL(m) {
   m.impl("sliced_wasserstein", &tusk::sliced_wasserstein_cuda);
   m.impl("sliced_wasserstein_backward", &tusk::sliced_wasserstein_backward_cuda);
 }

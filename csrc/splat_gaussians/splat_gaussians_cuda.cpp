@@ -46,7 +46,7 @@ at::Tensor splat_gaussians_cuda(const at::Tensor& xy_in, const at::Tensor& descr
   const SplatArgs a =
       check_inputs(xy_in, descriptors_in, weights_in, height, width, variance, radius);
   const bool reduce_sum = parse_reduce(reduce);
-  const c10::cuda::CUDAGuard guard(xy_in.device());
+  const DeviceGuard guard(xy_in.device());
   const at::Tensor xy = xy_in.contiguous(), descriptors = descriptors_in.contiguous();
   const at::Tensor weights = weights_in.has_value() ? weights_in->contiguous() : at::Tensor();
   const tusk_dtype dtype = dtype_tag(xy, "xy");
@@ -54,7 +54,7 @@ at::Tensor splat_gaussians_cuda(const at::Tensor& xy_in, const at::Tensor& descr
                               : at::empty({a.batch, a.k, a.channels, height, width}, xy.options());
   if (out.numel() == 0) return out;
   at::Tensor scratch = workspace(tusk_splat_gaussians_workspace_bytes(dtype, a.batch, a.k), xy);
-  C10_CUDA_CHECK(tusk_splat_gaussians_forward(
+  TUSK_CUDA_CHECK(tusk_splat_gaussians_forward(
       dtype, xy.data_ptr(), descriptors.data_ptr(), data_or_null(weights), a.batch, a.k,
       a.channels, height, width, variance, radius, normalize ? 1 : 0, reduce_sum ? 1 : 0,
       out.data_ptr(), scratch.data_ptr(), current_stream()));
@@ -74,7 +74,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> splat_gaussians_backward_cuda(
   } else {
     check_shape(grad_in, "grad", {a.batch, a.k, a.channels, height, width});
   }
-  const c10::cuda::CUDAGuard guard(xy_in.device());
+  const DeviceGuard guard(xy_in.device());
   const at::Tensor grad = grad_in.contiguous(), xy = xy_in.contiguous();
   const at::Tensor descriptors = descriptors_in.contiguous();
   const at::Tensor weights = weights_in.has_value() ? weights_in->contiguous() : at::Tensor();
@@ -86,7 +86,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> splat_gaussians_backward_cuda(
   if (grad_xy.numel() + grad_descriptors.numel() + grad_weights.numel() == 0) {
     return {grad_xy, grad_descriptors, grad_weights};
   }
-  C10_CUDA_CHECK(tusk_splat_gaussians_backward(
+  TUSK_CUDA_CHECK(tusk_splat_gaussians_backward(
       dtype_tag(xy, "xy"), grad.data_ptr(), xy.data_ptr(), descriptors.data_ptr(),
       data_or_null(weights), a.batch, a.k, a.channels, height, width, variance, radius,
       normalize ? 1 : 0, reduce_sum ? 1 : 0, data_or_null(grad_xy),
@@ -97,7 +97,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> splat_gaussians_backward_cuda(
 }  // namespace
 }  // namespace tusk
 
-TORCH_LIBRARY_IMPL(tusk, CUDA, m) {
+TUSK_CUDA_LIBRARY_IMPL(m) {
   m.impl("splat_gaussians", &tusk::splat_gaussians_cuda);
   m.impl("splat_gaussians_backward", &tusk::splat_gaussians_backward_cuda);
 }
