@@ -202,6 +202,8 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad, const scalar_
     const scalar_t* d = descriptors + bk * channels;
 
     // Pass A: lanes over window pixels.
+    acc mx, my;
+    splat_centre(kp, normalize, &mx, &my);
     SplatGradSums<acc> sums;
     for (int64_t base = 0; base < cells; base += kWarp) {
       const int64_t cell = base + lane;
@@ -211,21 +213,17 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad, const scalar_
       const scalar_t* gp = g + py * width + px;
       acc s = 0;
       for (int64_t c = 0; c < channels; ++c) s += load(d + c) * load(gp + c * plane);
-      const acc ox = static_cast<acc>(px) - kp.x, oy = static_cast<acc>(py) - kp.y;
+      const acc ox = static_cast<acc>(px) - kp.x - mx, oy = static_cast<acc>(py) - kp.y - my;
       sums.a += gn * s;
       sums.sgx += gn * s * ox;
       sums.sgy += gn * s * oy;
-      sums.gx += gn * ox;
-      sums.gy += gn * oy;
     }
     sums.a = warp_sum(sums.a);
     sums.sgx = warp_sum(sums.sgx);
     sums.sgy = warp_sum(sums.sgy);
-    sums.gx = warp_sum(sums.gx);
-    sums.gy = warp_sum(sums.gy);
     if (lane == 0) {
       acc gx, gy, gw;
-      splat_keypoint_grads(sums, kp.weight, variance, normalize, &gx, &gy, &gw);
+      splat_keypoint_grads(sums, kp.weight, variance, &gx, &gy, &gw);
       if (grad_xy) {
         grad_xy[2 * bk] = from_acc<scalar_t>(gx);
         grad_xy[2 * bk + 1] = from_acc<scalar_t>(gy);

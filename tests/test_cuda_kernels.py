@@ -5,15 +5,14 @@ precision, the largest paper/SuperPoint shapes, tiny inputs, the deterministic b
 bitwise-reproducible forwards, side streams, and the promise that no op synchronises with the
 host.
 
-Every test runs on two platforms (the ``gpu`` fixture):
+Every test but the one of side streams runs on two platforms (the ``gpu`` fixture):
 
 - ``cuda``: ``torch.ops.tusk`` on a CUDA GPU (skipped without one; with a GPU, a missing CUDA
   build fails, never skips);
 - ``emulated``: the same kernel sources and glue, compiled for the host emulator
   (``tests/cuda_emulation.py``), as ``torch.ops.tusk_cuda_emulation`` on CPU tensors. Every
   thread runs as written, so barriers, shuffles, shared memory and launch geometry are checked
-  without a GPU. The emulator runs each thread of a block as a fiber, about 10^5 times slower than
-  the chip: cases marked ``LARGE`` (paper/SuperPoint scale) run on ``cuda`` only.
+  without a GPU (the same cases, except SuperPoint's full 8 x 480 x 640 detection).
 """
 from __future__ import annotations
 
@@ -30,7 +29,6 @@ from tusk.ops.reference.detect_keypoints import select_peaks
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 DTYPE_IDS = ["f32", "f64", "f16", "bf16"]
-LARGE = "large"  # a case tuple ending in LARGE runs on the GPU only
 
 
 class NoSync:
@@ -54,9 +52,6 @@ class Platform:
     def no_sync(self):
         return contextlib.nullcontext() if self.emulated else NoSync()
 
-    def cases(self, cases):
-        """The cases this platform runs, with the LARGE flag stripped."""
-        return [c[:-1] if c[-1] == LARGE else c for c in cases if not (self.emulated and c[-1] == LARGE)]
 
 
 @pytest.fixture(params=[pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
@@ -89,13 +84,14 @@ def cotangent_like(reference_output, dtype):
 # ---- detect_keypoints ---------------------------------------------------------------------------
 
 DETECT_SHAPES = [(2, 7, 9, 5, 3, 3), (1, 1, 1, 1, 3, 3), (3, 1, 13, 13, 5, 3), (2, 33, 45, 1485, 3, 5),
-                 (2, 80, 80, 9, 13, 13, LARGE), (1, 120, 97, 300, 5, 7, LARGE), (2, 37, 29, 40, 13, 13),
-                 (1, 50, 101, 700, 3, 3)]  # 5050 pixels: three sort tiles, two merge rounds (one odd list)
+                 (2, 80, 80, 9, 13, 13), (1, 120, 97, 300, 5, 7), (2, 37, 29, 40, 13, 13),
+                 (1, 50, 101, 700, 3, 3),  # 5050 pixels: three sort tiles, two merge rounds (one odd list)
+                 (2, 32, 64, 100, 3, 3), (1, 2049, 1, 7, 3, 3)]  # one full sort tile; a one-pixel second tile
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_detect_keypoints(gpu, dtype):
-    for b, h, w, k, nms, window in gpu.cases(DETECT_SHAPES):
+    for b, h, w, k, nms, window in DETECT_SHAPES:
         scores, ref_scores = leaf(torch.rand(b, h, w, device=gpu.device), dtype)
         with gpu.no_sync():
             xy, score, is_peak, index = gpu.ops.detect_keypoints(scores, k, nms, window, 0.2)
@@ -135,7 +131,7 @@ def test_detect_keypoints_superpoint_scale_and_ties(gpu):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("padding", ["zeros", "border"])
 def test_sample_descriptors(gpu, dtype, padding):
-    for b, c, h, w, k in gpu.cases([(2, 5, 7, 9, 11), (1, 1, 1, 1, 1), (2, 128, 60, 80, 2048, LARGE), (3, 33, 5, 4, 20)]):
+    for b, c, h, w, k in [(2, 5, 7, 9, 11), (1, 1, 1, 1, 1), (2, 128, 60, 80, 2048), (3, 33, 5, 4, 20)]:
         features, ref_features = leaf(torch.randn(b, c, h, w, device=gpu.device), dtype)
         xy, ref_xy = leaf(torch.rand(b, k, 2, device=gpu.device) * torch.tensor([w + 2.0, h + 2.0], device=gpu.device) - 1.0, dtype)
         with gpu.no_sync():
@@ -155,12 +151,12 @@ def test_sample_descriptors(gpu, dtype, padding):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("reduce", ["sum", "none"])
 def test_splat_gaussians(gpu, dtype, reduce):
-    cases = [(2, 7, 3, 6, 9, 0.05, 1), (1, 1, 1, 1, 1, 0.05, 1), (2, 600, 4, 40, 50, 0.5, 3, LARGE),
+    cases = [(2, 7, 3, 6, 9, 0.05, 1), (1, 1, 1, 1, 1, 0.05, 1), (2, 600, 4, 40, 50, 0.5, 3),
              (2, 150, 4, 23, 31, 0.5, 3), (1, 5, 2, 9, 7, 4.0, 8),
              (1, 700, 3, 8, 32, 0.5, 2)]  # one 32 x 8 tile, 700 keypoints: the tile's list fills twice
     if reduce == "sum":
-        cases.append((2, 2048, 128, 120, 160, 0.05, 1, LARGE))
-    for b, k, c, h, w, variance, radius in gpu.cases(cases):
+        cases.append((2, 2048, 128, 120, 160, 0.05, 1))
+    for b, k, c, h, w, variance, radius in cases:
         for normalize in (True, False):
             xy, ref_xy = leaf(torch.rand(b, k, 2, device=gpu.device) * torch.tensor([w + 1.0, h + 1.0], device=gpu.device) - 0.5, dtype)
             desc, ref_desc = leaf(torch.randn(b, k, c, device=gpu.device), dtype)
@@ -183,8 +179,8 @@ def test_splat_gaussians(gpu, dtype, reduce):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_alpha_composite(gpu, dtype):
-    for b, k, c, h, w in gpu.cases([(2, 3, 3, 5, 7), (1, 1, 1, 1, 1), (2, 9, 3, 80, 80, LARGE), (1, 6, 20, 9, 11),
-                                    (2, 9, 3, 17, 19)]):
+    for b, k, c, h, w in [(2, 3, 3, 5, 7), (1, 1, 1, 1, 1), (2, 9, 3, 80, 80), (1, 6, 20, 9, 11),
+                                    (2, 9, 3, 17, 19)]:
         rgb, ref_rgb = leaf(torch.randn(b, k, c, h, w, device=gpu.device), dtype)
         logits, ref_logits = leaf(3 * torch.randn(b, k, 1, h, w, device=gpu.device), dtype)
         with gpu.no_sync():
@@ -204,9 +200,10 @@ def test_alpha_composite(gpu, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_sliced_wasserstein(gpu, dtype):
-    # 3000 and 4500: the merge path (N above one block's sort; two and three tiles)
-    for groups, n, c, p in gpu.cases([(3, 37, 4, 5), (1, 1, 2, 1), (2, 300, 32, 100), (1, 3000, 16, 20),
-                                      (1, 4500, 3, 2)]):
+    # N = 1024: the largest one-block sort; above it the merge path (1025: one tile, no merge round;
+    # 3000 and 4500: two and three tiles)
+    for groups, n, c, p in [(3, 37, 4, 5), (1, 1, 2, 1), (2, 300, 32, 100), (1, 3000, 16, 20),
+                                      (1, 4500, 3, 2), (2, 1024, 3, 2), (1, 1025, 3, 2)]:
         x, ref_x = leaf(torch.randn(groups, n, c, device=gpu.device), dtype)
         y, ref_y = leaf(torch.randn(groups, n, c, device=gpu.device), dtype)
         theta, ref_theta = leaf(torch.nn.functional.normalize(torch.randn(c, p, device=gpu.device), dim=0), dtype)
@@ -226,7 +223,7 @@ def test_sliced_wasserstein(gpu, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_gmm_prototype_samples(gpu, dtype):
-    for m, n, c in gpu.cases([(10, 288, 32), (1, 5, 3), (114, 114, 32), (64, 4096, 128, LARGE)]):
+    for m, n, c in [(10, 288, 32), (1, 5, 3), (114, 114, 32), (64, 4096, 128)]:
         protos, ref_protos = leaf(torch.nn.functional.normalize(torch.randn(m, c, device=gpu.device), dim=-1), dtype)
         features, ref_features = leaf(torch.randn(n, c, device=gpu.device), dtype)
         noise, ref_noise = leaf(0.02 * torch.randn(n, c, device=gpu.device), dtype)

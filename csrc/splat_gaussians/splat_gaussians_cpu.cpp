@@ -134,10 +134,12 @@ constexpr int64_t kPrefetchPlanes = 6;
 constexpr int64_t kPrefetchRows = 8;
 
 // Gradients of one keypoint. With G = gx gy / S (S = window sum, or 1 without normalize),
-// per channel t_c = sum_p gx gy grad_c, u_c = sum_p gx gy (p.x - x) grad_c, v_c likewise in y:
+// per channel t_c = sum_p gx gy grad_c, u_c = sum_p gx gy (p.x - x - mx) grad_c, v_c likewise
+// in y, mx = sum_i gx_i (x_i - x) / sum gx (the normalisation's term; 0 without normalize):
 //   grad_descriptors_c = w t_c / S,   grad_weight = sum_c d_c t_c / S,
-//   grad_x = w / (S variance) * sum_c d_c (u_c - mx t_c),  mx = sum_i gx_i (x_i - x) / sum gx
-// (mx is the normalisation's term; 0 without normalize), and grad_y likewise.
+//   grad_x = w / (S variance) * sum_c d_c u_c,   and grad_y likewise.
+// The offsets are centred on mx before the sums, not sum_c d_c (u_c - mx t_c) after: on a
+// clipped window the two terms nearly cancel and the exact gradient is ~0.
 template <typename scalar_t>
 void backward_kernel(const SplatShape& s, const scalar_t* grad, const scalar_t* xy,
                      const scalar_t* descriptors, const scalar_t* weights, scalar_t* grad_xy,
@@ -170,17 +172,23 @@ void backward_kernel(const SplatShape& s, const scalar_t* grad, const scalar_t* 
         continue;
       }
       acc mean_dx = 0, mean_dy = 0;
+      if (s.normalize) {
+        for (int64_t i = 0; i < window.width(); ++i) {
+          mean_dx += gx[i] * (static_cast<acc>(window.x0 + i) - static_cast<acc>(x));
+        }
+        for (int64_t j = 0; j < window.height(); ++j) {
+          mean_dy += gy[j] * (static_cast<acc>(window.y0 + j) - static_cast<acc>(y));
+        }
+        mean_dx /= sum_x;
+        mean_dy /= sum_y;
+      }
       for (int64_t i = 0; i < window.width(); ++i) {
-        gx_dx[i] = gx[i] * (static_cast<acc>(window.x0 + i) - static_cast<acc>(x));
-        mean_dx += gx_dx[i];
+        gx_dx[i] = gx[i] * (static_cast<acc>(window.x0 + i) - static_cast<acc>(x) - mean_dx);
       }
       for (int64_t j = 0; j < window.height(); ++j) {
-        gy_dy[j] = gy[j] * (static_cast<acc>(window.y0 + j) - static_cast<acc>(y));
-        mean_dy += gy_dy[j];
+        gy_dy[j] = gy[j] * (static_cast<acc>(window.y0 + j) - static_cast<acc>(y) - mean_dy);
       }
       const acc inv_total = s.normalize ? acc(1) / total : acc(1);
-      mean_dx = s.normalize ? mean_dx / sum_x : acc(0);
-      mean_dy = s.normalize ? mean_dy / sum_y : acc(0);
       const acc w = weights == nullptr ? acc(1) : static_cast<acc>(weights[bk]);
       const scalar_t* d = descriptors + bk * s.C;
       acc sum_dt = 0, sum_du = 0, sum_dv = 0;
@@ -221,8 +229,8 @@ void backward_kernel(const SplatShape& s, const scalar_t* grad, const scalar_t* 
       if (grad_weights) grad_weights[bk] = static_cast<scalar_t>(sum_dt * inv_total);
       if (grad_xy) {
         const acc scale = w * inv_total * inv_variance;
-        grad_xy[2 * bk] = static_cast<scalar_t>(scale * (sum_du - mean_dx * sum_dt));
-        grad_xy[2 * bk + 1] = static_cast<scalar_t>(scale * (sum_dv - mean_dy * sum_dt));
+        grad_xy[2 * bk] = static_cast<scalar_t>(scale * sum_du);
+        grad_xy[2 * bk + 1] = static_cast<scalar_t>(scale * sum_dv);
       }
     }
   });

@@ -1,13 +1,12 @@
 // Host emulation of CUDA kernel execution for tusk's kernels (see tusk_emulation/device.h).
 //
-// Every thread of a block is a fiber (ucontext) with its own stack. The scheduler runs each
+// Every thread of a block is a fiber (context.h) with its own stack. The scheduler runs each
 // runnable fiber until it parks (at __syncthreads or a warp collective) or returns; when none can
 // run, it completes the warp collectives whose lanes have all arrived, else releases the block
 // barrier when every live thread waits there, else reports a deadlock. Blocks run one after
 // another. Nothing here is thread-safe across OS threads except by being thread_local: a launch
 // runs entirely on the calling thread.
 #include <sys/mman.h>
-#include <ucontext.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -18,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "context.h"
 #include "tusk_emulation/device.h"
 
 // Under AddressSanitizer (tests/cuda_emulation.py, sanitize=True) the fibers tell ASan about
@@ -62,7 +62,7 @@ constexpr unsigned kMaxThreadsPerBlock = 1024;
 constexpr size_t kSharedBytesPerBlock = 48 * 1024;  // the default limit without an opt-in
 constexpr size_t kMaxSlots = 64;  // __shared__ declarations per kernel
 constexpr size_t kStackBytes = 256 * 1024;
-constexpr size_t kStackInUse = 64 * 1024;  // deeper than any kernel's frames (ASan bookkeeping)
+constexpr size_t kStackInUse = 64 * 1024;  // deeper than any kernel's frames (see run_block)
 constexpr size_t kGuardBytes = 4096;  // an inaccessible page below each stack: overflow faults
 
 enum class State { kRunnable, kAtBarrier, kAtWarp, kDone };
@@ -78,7 +78,7 @@ const char* op_name(WarpOp op) {
 }
 
 struct Fiber {
-  ucontext_t context;
+  Context context;
   void* stack = nullptr;
   void* fake_stack = nullptr;  // ASan's bookkeeping while the fiber is switched out
   ThreadContext builtins;
@@ -130,7 +130,7 @@ struct Scheduler {
   std::vector<Fiber> fibers;
   std::vector<int> order;
   Fiber* running = nullptr;
-  ucontext_t home;
+  Context home;
   void* home_fake_stack = nullptr;
   const void* home_bottom = nullptr;
   size_t home_size = 0;
@@ -176,7 +176,7 @@ void park(bool final = false) {
   Scheduler& s = scheduler();
   Fiber* self = s.running;
   start_switch(final ? nullptr : &self->fake_stack, s.home_bottom, s.home_size);
-  swapcontext(&self->context, &s.home);
+  switch_context(self->context, s.home);
   finish_switch(self->fake_stack, nullptr, nullptr);
 }
 
@@ -184,7 +184,7 @@ void park(bool final = false) {
 void resume(Scheduler& s, Fiber& f) {
   s.running = &f;
   start_switch(&s.home_fake_stack, f.stack, kStackBytes);
-  swapcontext(&s.home, &f.context);
+  switch_context(s.home, f.context);
   finish_switch(s.home_fake_stack, nullptr, nullptr);
   s.running = nullptr;
 }
@@ -308,8 +308,6 @@ void run_block(Scheduler& s, uint3 block_idx) {
   poison(s.shared, sizeof(s.shared));
   s.static_used = 0;
   s.slots.clear();
-  ucontext_t blank;  // getcontext is a system call (signal mask): once per block, copied per fiber
-  getcontext(&blank);
   for (int i = 0; i < count; ++i) {
     Fiber& f = s.fibers[i];
     f.builtins.thread_idx = uint3{i % s.block.x, (i / s.block.x) % s.block.y, i / (s.block.x * s.block.y)};
@@ -317,20 +315,11 @@ void run_block(Scheduler& s, uint3 block_idx) {
     f.builtins.block_dim = s.block;
     f.builtins.grid_dim = s.grid;
     f.state = State::kRunnable;
-    f.context = blank;
     f.stack = s.stacks.stack(i);
-    f.context.uc_stack.ss_sp = f.stack;
-    f.context.uc_stack.ss_size = kStackBytes;
-    f.context.uc_link = nullptr;
-    makecontext(&f.context, fiber_main, 0);
-#ifdef TUSK_EMULATION_ASAN
-    // ASan's swapcontext interceptor clears the shadow of the whole target stack on every switch
-    // (32 KiB of shadow per resume: most of the sanitized run's time). makecontext has used
-    // uc_stack already; clearing it makes resumes cheap, and the stale poison of the previous
-    // block's frames is cleared here once instead (the top of the stack, where frames live).
-    f.context.uc_stack.ss_size = 0;
+    // Frames of the previous block's fibers that never returned (faults, final parks) leave their
+    // poison on the reused stack: clear it where frames live.
     unpoison(static_cast<char*>(f.stack) + kStackBytes - kStackInUse, kStackInUse);
-#endif
+    make_context(f.context, f.stack, kStackBytes, fiber_main);
   }
   s.order.resize(count);
   std::iota(s.order.begin(), s.order.end(), 0);

@@ -262,21 +262,21 @@ void tusk_sim_splat_backward(const double* grad, const double* xy, const double*
     const int64_t cells = splat_window_empty(kp) ? 0 : wx * (kp.y_hi - kp.y_lo + 1);
     const double* g = grad + (reduce_sum ? b * channels * plane : bk * channels * plane);
     const double* d = descriptors + bk * channels;
+    double mx, my;
+    splat_centre(kp, normalize != 0, &mx, &my);
     SplatGradSums<double> sums;
     for (int64_t cell = 0; cell < cells; ++cell) {
       const int64_t px = kp.x_lo + cell % wx, py = kp.y_lo + cell / wx;
       const double gn = kp.norm * splat_gauss(kp, px, py);
       double s = 0;
       for (int64_t c = 0; c < channels; ++c) s += d[c] * g[c * plane + py * width + px];
-      const double ox = px - kp.x, oy = py - kp.y;
+      const double ox = px - kp.x - mx, oy = py - kp.y - my;
       sums.a += gn * s;
       sums.sgx += gn * s * ox;
       sums.sgy += gn * s * oy;
-      sums.gx += gn * ox;
-      sums.gy += gn * oy;
     }
     double gx, gy, gw;
-    splat_keypoint_grads(sums, kp.weight, variance, normalize != 0, &gx, &gy, &gw);
+    splat_keypoint_grads(sums, kp.weight, variance, &gx, &gy, &gw);
     grad_xy[2 * bk] = gx;
     grad_xy[2 * bk + 1] = gy;
     if (grad_weights) grad_weights[bk] = gw;

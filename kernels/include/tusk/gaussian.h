@@ -125,23 +125,52 @@ TUSK_HD acc splat_gauss(const SplatKeypoint<acc>& kp, int64_t px, int64_t py) {
   return exp_value(-(dx * dx + dy * dy) * kp.inv_two_var);
 }
 
+// The mean offset sum_i e_i (i - v) / sum_i e_i over x in [lo, hi], e_i = exp(-(i - v)^2 *
+// inv_two_var): along one axis, the normalised Gaussian's centre of mass minus v (0 when every
+// e_i underflows). The normalised Gaussian is separable, so this is its mean offset in 2-D too.
+template <typename acc>
+TUSK_HD acc splat_axis_mean_offset(acc v, int64_t lo, int64_t hi, acc inv_two_var) {
+  acc total = acc(0), moment = acc(0);
+  for (int64_t i = lo; i <= hi; ++i) {
+    const acc d = static_cast<acc>(i) - v;
+    const acc e = exp_value(-d * d * inv_two_var);
+    total += e;
+    moment += e * d;
+  }
+  return total > acc(0) ? moment / total : acc(0);
+}
+
 // Per-keypoint sums that the backward pass reduces over the window, with S(p) = sum_c d_c g_c(p)
-// (descriptor dotted with the incoming gradient at p) and Gn(p) = G(p) / Z (or G(p)):
-//   a   = sum Gn S,   sgx = sum Gn S (p_x - x),   gx = sum Gn (p_x - x)   (and y likewise).
+// (descriptor dotted with the incoming gradient at p), Gn(p) = G(p) / Z (or G(p)) and the
+// offsets ox = p_x - x - mx, oy = p_y - y - my, centred on the window's mean offsets (mx, my)
+// (splat_centre; 0 without normalize):
+//   a = sum Gn S,   sgx = sum Gn S ox,   sgy = sum Gn S oy.
 template <typename acc>
 struct SplatGradSums {
-  acc a = acc(0), sgx = acc(0), sgy = acc(0), gx = acc(0), gy = acc(0);
+  acc a = acc(0), sgx = acc(0), sgy = acc(0);
 };
 
-// Gradients of one keypoint from its reduced sums (taken with Gn = norm * G):
-//   d/dw  = a
-//   d/dxy = w / variance * (sg - [normalize] a * g)      (chain rule through G and Z)
+// The mean offsets (mx, my) that SplatGradSums centres on: Z depends on xy too, and
+// d Gn / dx = Gn (p_x - x - mx) / variance. Centring inside the sum, rather than subtracting
+// a * mx afterwards, keeps the result accurate when the two terms nearly cancel (a window clipped
+// to one row or column, or a tiny variance: the exact gradient is then ~0).
+template <typename acc>
+TUSK_HD void splat_centre(const SplatKeypoint<acc>& kp, bool normalize, acc* mx, acc* my) {
+  *mx = acc(0);
+  *my = acc(0);
+  if (!normalize || splat_window_empty(kp)) return;
+  *mx = splat_axis_mean_offset(kp.x, kp.x_lo, kp.x_hi, kp.inv_two_var);
+  *my = splat_axis_mean_offset(kp.y, kp.y_lo, kp.y_hi, kp.inv_two_var);
+}
+
+// Gradients of one keypoint from its reduced sums:
+//   d/dw = a,   d/dxy = w / variance * sg      (chain rule through G and, centred, Z)
 template <typename acc>
 TUSK_HD void splat_keypoint_grads(const SplatGradSums<acc>& s, acc weight, acc variance,
-                                  bool normalize, acc* grad_x, acc* grad_y, acc* grad_w) {
+                                  acc* grad_x, acc* grad_y, acc* grad_w) {
   const acc f = weight / variance;
-  *grad_x = f * (s.sgx - (normalize ? s.a * s.gx : acc(0)));
-  *grad_y = f * (s.sgy - (normalize ? s.a * s.gy : acc(0)));
+  *grad_x = f * s.sgx;
+  *grad_y = f * s.sgy;
   *grad_w = s.a;
 }
 

@@ -17,8 +17,9 @@ Kernels:
 - backward, ``_splat_bwd_kernel``: one program per block of keypoints. It recomputes the window
   sums ``T = sum G``, ``Sx = sum G (px - x)``, ``Sy``; then (channels outer) ``grad_desc = scale *
   sum_p G grad`` and (window outer) ``A(p) = sum_c d_c grad_c(p)``, from which
-  ``grad_w = sum A G / T`` and ``grad_x = w (sum A G (px-x) / T - sum A G * Sx / T^2) / variance``
-  (without ``normalize``: ``T = 1`` and no second term). Each keypoint's gradients have one
+  ``grad_w = sum A G / T`` and ``grad_x = w sum A G (px - x - Sx / T) / (T variance)`` (without
+  ``normalize``: ``T = 1`` and no ``Sx / T``; centring inside the sum avoids the cancellation of
+  ``sum A G (px - x) - sum A G * Sx / T`` on clipped windows). Each keypoint's gradients have one
   writer: no atomics.
 
 A keypoint with a NaN coordinate poisons the first tile of its image (``reduce="sum"``,
@@ -209,8 +210,14 @@ def _splat_bwd_kernel(
     if NORMALIZE:
         alive = sum_g > 0.0
         inv_t = tl.where(alive, 1.0 / tl.where(alive, sum_g, 1.0), 0.0)
+        # The window's mean offsets: the xy gradient sums A G (p - xy - mean), centred inside the
+        # sum so the normaliser's term cannot cancel it catastrophically (clipped windows).
+        mean_x = (sum_gx * inv_t)[:, None]
+        mean_y = (sum_gy * inv_t)[:, None]
     else:
         inv_t = tl.full((BLOCK_K,), 1.0, ACC)
+        mean_x = tl.zeros((BLOCK_K, 1), dtype=ACC)
+        mean_y = tl.zeros((BLOCK_K, 1), dtype=ACC)
     if NEED_DESC:  # grad_desc[c] = w / T * sum_p G(p) grad_c(p); channels outer
         plane_ptr = grad_ptr + grad_base  # advanced by one plane per channel (64-bit offsets)
         for ch in range(0, C):
@@ -236,17 +243,13 @@ def _splat_bwd_kernel(
                 a += d[:, None] * tl.load(at, mask=inside, other=0.0).to(ACC)
                 at += hw
             s_a += tl.reduce(a * g, 1, SUM)
-            s_ax += tl.reduce(tl.where(inside, a * g * (px - x), 0.0), 1, SUM)
-            s_ay += tl.reduce(tl.where(inside, a * g * (py - y), 0.0), 1, SUM)
+            s_ax += tl.reduce(tl.where(inside, a * g * (px - x - mean_x), 0.0), 1, SUM)
+            s_ay += tl.reduce(tl.where(inside, a * g * (py - y - mean_y), 0.0), 1, SUM)
         if NEED_W:
             tl.store(grad_w_ptr + kp, (s_a * inv_t).to(grad_w_ptr.dtype.element_ty), mask=k_mask)
         if NEED_XY:
-            if NORMALIZE:
-                gx = w * inv_t * (s_ax - s_a * sum_gx * inv_t) / variance
-                gy = w * inv_t * (s_ay - s_a * sum_gy * inv_t) / variance
-            else:
-                gx = w * s_ax / variance
-                gy = w * s_ay / variance
+            gx = w * inv_t * s_ax / variance
+            gy = w * inv_t * s_ay / variance
             out_ty = grad_xy_ptr.dtype.element_ty
             tl.store(grad_xy_ptr + kp * 2, gx.to(out_ty), mask=k_mask)
             tl.store(grad_xy_ptr + kp * 2 + 1, gy.to(out_ty), mask=k_mask)
