@@ -175,6 +175,20 @@ def test_splat_gaussians(gpu, dtype, reduce):
                 assert_close(a, e, scale=4.0 if dtype == torch.float32 else 1.0, msg=f"grad {name} {(b, k, c, h, w)}")
 
 
+def test_splat_gaussians_clipped_window_xy_gradient(gpu):
+    """Normalised windows clipped to one column/row: the exact xy gradient along it is 0; the
+    float32 kernel must match the float64 gradient to float32 rounding of the gradients' scale."""
+    from test_splat_gaussians import clipped_window_case
+
+    xy, desc, weights, cotangent = clipped_window_case(gpu.device)
+    grad_xy = gpu.ops.splat_gaussians_backward(cotangent, xy, desc, weights, 12, 16, 0.05, 1, True, "sum",
+                                               [True, False, False])[0]
+    ref_xy = xy.double().requires_grad_(True)
+    out = reference.splat_gaussians(ref_xy, desc.double(), weights.double(), (12, 16), variance=0.05, radius=1)
+    exact = torch.autograd.grad(out, ref_xy, cotangent.double())[0]
+    torch.testing.assert_close(grad_xy.double(), exact, rtol=0, atol=2e-6 * float(exact.abs().max()))
+
+
 # ---- alpha_composite ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)

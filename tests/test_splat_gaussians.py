@@ -76,6 +76,25 @@ def _grad_inputs(case):
     return names, [case[n] for n in names]
 
 
+def clipped_window_case(device):
+    """float32 keypoints whose normalised windows (radius 1) are clipped to one column, one row or
+    one pixel (corners), about 1.3 pixels beyond the image (so the window sum is ~1e-7 and rounds
+    differently from the Gaussian it normalises), plus interior ones; 128 channels, variance 0.05."""
+    points = [[-1.3, 4.3], [16.3, 7.8], [-1.3, -1.4], [16.4, 12.3], [3.2, -1.4], [9.7, 12.3], [5.3, 6.6], [10.1, 2.9]]
+    xy = torch.tensor(points, device=device).expand(2, -1, -1).contiguous()
+    generator = torch.Generator().manual_seed(5)
+    descriptors = torch.randn(2, len(points), 128, generator=generator).to(device)
+    weights = (torch.rand(2, len(points), generator=generator) + 0.5).to(device)
+    cotangent = torch.randn(2, 128, 12, 16, generator=generator).to(device)
+    return xy, descriptors, weights, cotangent
+
+
+def _xy_gradient(xy, descriptors, weights, cotangent, backend):
+    xy = xy.detach().requires_grad_(True)
+    out = splat_gaussians(xy, descriptors, weights, (12, 16), variance=0.05, radius=1, backend=backend)
+    return torch.autograd.grad(out, xy, cotangent)[0]
+
+
 class TestSplatGaussians:
     def test_smoke(self, target, dtype):
         device, backend = target
@@ -188,6 +207,17 @@ class TestSplatGaussians:
         # (3.5, 1) -> column 4: outside the 4-wide image, splats nothing.
         expected[0, 3, 0, 3, 2] = 4.0   # (2, 2.5) -> row 3
         assert_close(out, expected)
+
+    def test_clipped_window_xy_gradient_is_accurate(self, target):
+        """A normalised window clipped to one column (row) makes the splat independent of x (y):
+        the exact gradient is 0, which an uncentred formula only reaches by cancelling two large
+        terms. float32 results must match the float64 gradient to float32 rounding of the scale."""
+        device, backend = target
+        xy, descriptors, weights, cotangent = clipped_window_case(device)
+        grads = _xy_gradient(xy, descriptors, weights, cotangent, backend)
+        exact = _xy_gradient(xy.double(), descriptors.double(), weights.double(), cotangent.double(), "reference")
+        assert exact[:, :4, 0].abs().max() < 1e-12 and exact[:, 2:6, 1].abs().max() < 1e-12  # clipped axes
+        torch.testing.assert_close(grads.double(), exact, rtol=0, atol=2e-6 * float(exact.abs().max()))
 
     def test_zero_window_sum_splats_nothing(self, target):
         """A normalised Gaussian that underflows on its whole window splats nothing (no NaN)."""
