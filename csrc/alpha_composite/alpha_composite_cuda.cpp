@@ -26,9 +26,9 @@ std::tuple<at::Tensor, at::Tensor> alpha_composite_cuda(const at::Tensor& rgb_in
   at::Tensor alpha = at::empty_like(logits);
   if (alpha.numel() == 0) return {image, alpha};
   TUSK_CUDA_CHECK(tusk_alpha_composite_forward(dtype_tag(rgb, "rgb"), rgb.data_ptr(),
-                                              logits.data_ptr(), batch, k, channels,
-                                              height * width, image.data_ptr(), alpha.data_ptr(),
-                                              current_stream()));
+                                               logits.data_ptr(), batch, k, channels,
+                                               height * width, image.data_ptr(), alpha.data_ptr(),
+                                               current_stream()));
   return {image, alpha};
 }
 

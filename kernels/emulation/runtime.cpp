@@ -20,9 +20,9 @@
 #include "context.h"
 #include "tusk_emulation/device.h"
 
-// Under AddressSanitizer (tests/cuda_emulation.py, sanitize=True) the fibers tell ASan about
-// every stack switch, and shared memory outside the slots in use is poisoned, so out-of-bounds
-// reads and writes of global, shared and local memory are all reported.
+// Under AddressSanitizer (TUSK_EMULATION_SANITIZE=address, tests/cuda_emulation.py) the fibers
+// tell ASan about every stack switch, and shared memory outside the slots in use is poisoned, so
+// out-of-bounds reads and writes of global, shared and local memory are all reported.
 #if defined(__SANITIZE_ADDRESS__)
 #define TUSK_EMULATION_ASAN 1
 #elif defined(__has_feature)
