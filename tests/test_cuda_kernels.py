@@ -250,6 +250,53 @@ def test_gmm_prototype_samples(gpu, dtype):
         assert_close(actual, expected_grad, scale=4.0 if dtype == torch.float32 else 1.0, msg=f"grad {(m, n, c)}")
 
 
+# ---- empty and degenerate sizes ------------------------------------------------------------------
+
+def empty_size_calls():
+    """(name, op, args) with a zero-sized batch, K, N or C (nothing to launch: no kernel may be
+    launched with an empty grid, which CUDA rejects), or sizes the glue must refuse. CPU tensors."""
+    r = torch.rand
+    return [
+        ("detect B=0", "detect_keypoints", (r(0, 5, 6), 3, 3, 3, 0.2)),
+        ("sample K=0", "sample_descriptors", (r(2, 3, 5, 6), r(2, 0, 2), "zeros")),
+        ("sample C=0", "sample_descriptors", (r(2, 0, 5, 6), r(2, 4, 2), "zeros")),
+        ("sample B=0", "sample_descriptors", (r(0, 3, 5, 6), r(0, 4, 2), "border")),
+        ("sample bwd C=0", "sample_descriptors_backward", (r(2, 4, 0), r(2, 0, 5, 6), r(2, 4, 2), "zeros", [True, True])),
+        ("sample bwd K=0", "sample_descriptors_backward", (r(2, 0, 3), r(2, 3, 5, 6), r(2, 0, 2), "zeros", [True, True])),
+        ("splat K=0", "splat_gaussians", (r(2, 0, 2), r(2, 0, 3), None, 5, 6, 0.5, 2, True, "sum")),
+        ("splat K=0 none", "splat_gaussians", (r(2, 0, 2), r(2, 0, 3), None, 5, 6, 0.5, 2, True, "none")),
+        ("splat C=0", "splat_gaussians", (r(2, 4, 2), r(2, 4, 0), r(2, 4), 5, 6, 0.5, 2, False, "sum")),
+        ("splat bwd C=0", "splat_gaussians_backward",
+         (r(2, 0, 5, 6), r(2, 4, 2), r(2, 4, 0), r(2, 4), 5, 6, 0.5, 2, True, "sum", [True, True, True])),
+        ("splat bwd K=0", "splat_gaussians_backward",
+         (r(2, 3, 5, 6), r(2, 0, 2), r(2, 0, 3), r(2, 0), 5, 6, 0.5, 2, True, "sum", [True, True, True])),
+        ("composite K=0", "alpha_composite", (r(2, 0, 3, 4, 5), r(2, 0, 1, 4, 5))),
+        ("composite C=0", "alpha_composite", (r(2, 3, 0, 4, 5), r(2, 3, 1, 4, 5))),
+        ("composite bwd C=0", "alpha_composite_backward",
+         (r(2, 0, 4, 5), r(2, 3, 1, 4, 5), r(2, 3, 0, 4, 5), r(2, 3, 1, 4, 5), [True, True])),
+        ("sliced G=0", "sliced_wasserstein", (r(0, 5, 3), r(0, 5, 3), r(3, 4))),
+        ("sliced N=0", "sliced_wasserstein", (r(2, 0, 3), r(2, 0, 3), r(3, 4))),
+        ("gmm N=0", "gmm_prototype_samples", (r(4, 3), r(0, 3), r(0, 3), 0.01)),
+    ]
+
+
+def test_empty_sizes_match_the_cpu_kernels(gpu):
+    """Same outputs (shapes and values) as the C++ CPU kernels, or the same refusal."""
+    for name, op, cpu_args in empty_size_calls():
+        args = [a.to(gpu.device) if isinstance(a, torch.Tensor) else a for a in cpu_args]
+        try:
+            expected = getattr(torch.ops.tusk, op)(*cpu_args)
+        except RuntimeError:
+            with pytest.raises(RuntimeError):
+                getattr(gpu.ops, op)(*args)
+            continue
+        actual = getattr(gpu.ops, op)(*args)
+        for a, e in zip(actual if isinstance(actual, (tuple, list)) else [actual],
+                        expected if isinstance(expected, (tuple, list)) else [expected]):
+            assert a.shape == e.shape and a.dtype == e.dtype, name
+            torch.testing.assert_close(a.cpu(), e, msg=name)
+
+
 # ---- determinism, streams -----------------------------------------------------------------------
 
 def test_forwards_are_bitwise_reproducible(gpu):
