@@ -2,10 +2,11 @@
 
 ``tests/test_cuda_kernels.py`` trusts the emulator to run the shipped kernels as a GPU would;
 these tests prove it with probe kernels of known defects (``tests/emulator_probes.cu``): a
-missing barrier or an inter-block race changes results between schedules, reads of unwritten shared memory give
-NaN, deadlocks, shuffles naming exited lanes and oversized launches fail the launch with an
-explanation, and the half-precision conversions round exactly as the GPU's. Finally every op
-gives the same results under every schedule (no hidden dependence on thread order).
+missing barrier or an inter-block race changes results between schedules, reads of unwritten
+shared memory give NaN, deadlocks, shuffles naming exited lanes and oversized launches fail the
+launch with an explanation, the AddressSanitizer build reports out-of-bounds writes, and the
+half-precision conversions round exactly as the GPU's. Finally every op gives the same results
+under every schedule (no hidden dependence on the order of blocks or threads).
 """
 from __future__ import annotations
 
