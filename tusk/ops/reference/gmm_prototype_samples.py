@@ -36,19 +36,28 @@ def _prototype_counts(
         nearest = sq_dist.argmin(dim=1)  # first minimum on ties
         counts = F.one_hot(nearest, protos.shape[0]).sum(0).double()  # static shape (compiles)
         deviation = ((feats - protos[nearest]) ** 2).mean(-1)  # [N]
-        spread = torch.zeros_like(counts).index_add_(0, nearest, deviation)
-        spread = torch.where(counts > 0, spread / counts.clamp(min=1), torch.ones_like(spread))
-        share = counts + n * (smoothing + spread.var(unbiased=False))
-        quota = share / share.sum() * n
-        base = torch.floor(quota)
-        remainder = n - base.sum()
-        order = torch.sort(quota - base, descending=True, stable=True).indices
-        rank = torch.argsort(order)  # position of each prototype in that order
-        counts = (base + (rank < remainder)).long()
-        # Without this, NaN shares turn into arbitrary integer counts (an out-of-range index).
-        valid = torch.isfinite(quota).all()
-        fallback = F.one_hot(torch.zeros((), dtype=torch.long, device=counts.device), protos.shape[0]) * n
-        return torch.where(valid, counts, fallback), valid
+        deviation_sum = torch.zeros_like(counts).index_add_(0, nearest, deviation)
+        return allocate_samples(counts, deviation_sum, n, smoothing)
+
+
+def allocate_samples(
+    counts: torch.Tensor, deviation_sum: torch.Tensor, n: int, smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 2-4 of :func:`prototype_counts` from the per-prototype feature counts and sums of
+    deviations (float64 ``[M]`` each): int64 samples per prototype ``[M]`` and whether the
+    shares were finite (0-dim bool). Shared with the Triton backend, which sums differently."""
+    spread = torch.where(counts > 0, deviation_sum / counts.clamp(min=1), torch.ones_like(deviation_sum))
+    share = counts + n * (smoothing + spread.var(unbiased=False))
+    quota = share / share.sum() * n
+    base = torch.floor(quota)
+    remainder = n - base.sum()
+    order = torch.sort(quota - base, descending=True, stable=True).indices
+    rank = torch.argsort(order)  # position of each prototype in that order
+    samples = (base + (rank < remainder)).long()
+    # Without this, NaN shares turn into arbitrary integer counts (an out-of-range index).
+    valid = torch.isfinite(quota).all()
+    fallback = F.one_hot(torch.zeros((), dtype=torch.long, device=samples.device), counts.shape[0]) * n
+    return torch.where(valid, samples, fallback), valid
 
 
 def gmm_prototype_samples(

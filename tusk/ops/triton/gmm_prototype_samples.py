@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from ..reference.gmm_prototype_samples import allocate_samples
 from ._common import SUM, is_f64, launch, next_pow2, tusk_triton_op
 
 EPS = 1e-12  # F.normalize's clamp of the norm
@@ -127,21 +128,8 @@ def _allocate(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer samples per prototype ``[M]`` (float64 largest remainder, as the reference) and
     whether the shares were finite (0-dim bool); non-finite shares give every sample to prototype 0."""
-    n = nearest.shape[0]
     one_hot = F.one_hot(nearest, count_m).double()  # static shapes (compiles); no atomics
-    counts = one_hot.sum(0)
-    spread = deviation @ one_hot
-    spread = torch.where(counts > 0, spread / counts.clamp(min=1), torch.ones_like(spread))
-    share = counts + n * (smoothing + spread.var(unbiased=False))
-    quota = share / share.sum() * n
-    base = torch.floor(quota)
-    remainder = n - base.sum()
-    order = torch.sort(quota - base, descending=True, stable=True).indices
-    rank = torch.argsort(order)
-    counts = (base + (rank < remainder)).long()
-    valid = torch.isfinite(quota).all()
-    fallback = F.one_hot(torch.zeros((), dtype=torch.long, device=counts.device), count_m) * n
-    return torch.where(valid, counts, fallback), valid
+    return allocate_samples(one_hot.sum(0), deviation @ one_hot, nearest.shape[0], smoothing)
 
 
 def _blocks(channels: int) -> tuple[int, int]:
