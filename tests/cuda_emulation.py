@@ -116,7 +116,6 @@ def controls() -> ctypes.CDLL:
     library.tusk_emulation_set_schedule.argtypes = [ctypes.c_int, ctypes.c_uint64]
     library.tusk_emulation_error_message.restype = ctypes.c_char_p
     library.tusk_emulation_launches.restype = ctypes.c_int64
-    library.tusk_emulation_blocks.restype = ctypes.c_int64
     library.tusk_emulation_set_schedule(DEFAULT_SCHEDULE, 0)
     return library
 

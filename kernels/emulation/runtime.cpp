@@ -146,7 +146,7 @@ struct Scheduler {
   std::mt19937_64 random;
   cudaError_t last_error = cudaSuccess;
   std::string error_message;
-  int64_t launches = 0, blocks = 0;
+  int64_t launches = 0;
   StackPool stacks;
 };
 
@@ -457,7 +457,6 @@ void run_grid(const LaunchConfig& config, const std::function<void()>& body) {
     const unsigned y = static_cast<unsigned>(linear / config.grid.x % config.grid.y);
     const unsigned z = static_cast<unsigned>(linear / (static_cast<uint64_t>(config.grid.x) * config.grid.y));
     run_block(s, uint3{x, y, z});
-    ++s.blocks;
     if (!s.fault.empty()) break;
   }
   s.fibers.clear();
@@ -513,7 +512,5 @@ __attribute__((visibility("default"))) void tusk_emulation_clear_error(void) {
 }
 
 __attribute__((visibility("default"))) int64_t tusk_emulation_launches(void) { return scheduler().launches; }
-
-__attribute__((visibility("default"))) int64_t tusk_emulation_blocks(void) { return scheduler().blocks; }
 
 }  // extern "C"

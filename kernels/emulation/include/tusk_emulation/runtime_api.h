@@ -39,9 +39,8 @@ void tusk_emulation_set_schedule(int order, uint64_t seed);
 const char* tusk_emulation_error_message(void);
 void tusk_emulation_clear_error(void);
 
-// Kernel launches and thread blocks run so far (tests use it to prove a kernel ran).
+// Kernel launches run so far (tests use it to prove the kernels ran).
 int64_t tusk_emulation_launches(void);
-int64_t tusk_emulation_blocks(void);
 
 #ifdef __cplusplus
 }
