@@ -1,7 +1,7 @@
 """One TUSK training step (MNIST-Hard config, batch of 8 pairs = 16 images of 80x80: the
 network step plus the 5 prototype steps), tusk versus the official code's way.
 
-- ``tusk``: :meth:`tusk.train.Trainer.train_step` on the default op backend (``auto``: the
+- ``tusk``: :meth:`tusk.training.Trainer.train_step` on the default op backend (``auto``: the
   fused C++ kernels on CPU, CUDA/Triton on a GPU);
 - ``tusk-checkpoint``: ``tusk`` with ``model.checkpoint: true`` (the U-Nets recompute their
   activations in backward);
@@ -34,7 +34,7 @@ from official_step import official_step  # noqa: E402
 
 from tusk import ops  # noqa: E402
 from tusk.config import load_config  # noqa: E402
-from tusk.train import Trainer  # noqa: E402
+from tusk.training import Trainer  # noqa: E402
 from tusk.training.pairs import make_pairs  # noqa: E402
 from tusk.training.seeding import step_generator  # noqa: E402
 

@@ -7,7 +7,7 @@ import torch
 
 import tusk.ops
 from tusk.config import config_from_dict
-from tusk.train import Trainer, load_run
+from tusk.training import Trainer, load_run
 from tusk.training.check_ops import OpCheckError
 from tusk.training.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from tusk.training.data import StepBatches

@@ -4,7 +4,7 @@
   compositing, sliced Wasserstein, prototype GMM sampling), each with reference, C++, CUDA and
   Triton backends.
 - :mod:`tusk.model`: the TUSK network; :mod:`tusk.losses`: its objectives;
-  :mod:`tusk.train`: the iterative trainer; :mod:`tusk.config`: run configs (``tusk/configs``).
+  :mod:`tusk.training`: the iterative trainer; :mod:`tusk.config`: run configs (``tusk/configs``).
 - :mod:`tusk.data`, :mod:`tusk.eval`: the paper's datasets and metrics.
 - ``tusk`` command line: ``tusk train | eval | detect | data | info``.
 """

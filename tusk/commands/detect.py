@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     import torch.nn.functional as F
 
     from .. import ops
-    from ..train import load_run
+    from ..training import load_run
     from ..training.visualize import draw_keypoints, prototype_colours, save_png, to_uint8
 
     device = torch.device(parse_device(args.device))

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import ops
     from ..data.registry import REGRESSOR_SPLIT
-    from ..train import load_run
+    from ..training import load_run
     from ..training.data import build_dataset
     from ..training.evaluation import evaluate_run
 

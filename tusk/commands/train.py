@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
     import json
 
     from ..config import load_config
-    from ..train import Trainer
+    from ..training import Trainer
     from ..training.checkpoint import checkpoint_path
 
     if args.steps is not None and args.steps < 1:
@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UserError("--resume needs --out RUN_DIR (the run to continue)")
         if not os.path.isfile(checkpoint_path(args.out)):
             raise UserError(f"--resume: no checkpoint in {args.out}")
-        from ..train import load_run
+        from ..training import load_run
 
         config = load_run(args.out)[0]  # validates the checkpoint before anything else
         if args.config:

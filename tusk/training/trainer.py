@@ -3,7 +3,7 @@
 Usage::
 
     from tusk.config import load_config
-    from tusk.train import Trainer
+    from tusk.training import Trainer
     metrics = Trainer(load_config("quickstart"), "runs/quickstart").run()
 
 A run directory holds ``config.yaml``, ``checkpoint.pt`` (atomic; see
@@ -12,7 +12,7 @@ A run directory holds ``config.yaml``, ``checkpoint.pt`` (atomic; see
 
 Determinism: the model is initialised from ``train.seed``; every random draw of step ``s``
 (batch order, warps, GMM noise, projections) comes from generators keyed by ``(seed, s)``
-(:mod:`tusk.training.seeding`, :mod:`tusk.training.data`). On CPU a run resumed from a
+(:mod:`~tusk.training.seeding`, :mod:`~tusk.training.data`). On CPU a run resumed from a
 checkpoint therefore reproduces the uninterrupted run bit for bit.
 """
 from __future__ import annotations
@@ -25,18 +25,18 @@ from typing import Any
 
 import torch
 
-from . import ops
-from .config import Config, config_from_dict, save_config
-from .losses import PerceptualLoss, mse_loss
-from .model import TUSK
-from .training import check_ops as op_check
-from .training.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, restore_rng_states, save_checkpoint
-from .training.data import build_dataset, first_items, training_batches
-from .training.evaluation import evaluate_run
-from .training.pairs import make_pairs
-from .training.seeding import step_generator
-from .training.step import network_losses, prototype_loss
-from .training.visualize import prototype_colours, prototype_sheet, run_panel, save_png
+from .. import ops
+from ..config import Config, config_from_dict, save_config
+from ..losses import PerceptualLoss, mse_loss
+from ..model import TUSK
+from . import check_ops as op_check
+from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, restore_rng_states, save_checkpoint
+from .data import build_dataset, first_items, training_batches
+from .evaluation import evaluate_run
+from .pairs import make_pairs
+from .seeding import step_generator
+from .step import network_losses, prototype_loss
+from .visualize import prototype_colours, prototype_sheet, run_panel, save_png
 
 PANEL_IMAGES = 8
 
