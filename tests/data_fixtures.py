@@ -94,3 +94,16 @@ def tetrominoes_example(item):
         "mask": dm_masks, "x": np.zeros(n + 1, np.float32), "y": np.zeros(n + 1, np.float32),
         "shape": shape, "color": color, "visibility": np.ones(n + 1, np.float32),
     }
+
+
+def clevr_object_counts(records: int, seed: int = 0) -> np.ndarray:
+    """Objects per scene as in ``clevr_with_masks``: 3 to 10, uniform (so about half of the
+    scenes have at most 6)."""
+    return np.random.default_rng(seed).integers(3, 11, size=records)
+
+
+def clevr_scene(count: int, record: int):
+    """``count`` 20x20 objects on a 2x5 grid inside both CLEVR crops, attribute codes varying
+    with the object and the record (1-based, as DeepMind stores them)."""
+    return [(50 + 70 * (j // 5), 70 + 70 * (j // 5), 75 + 35 * (j % 5), 95 + 35 * (j % 5),
+             1 + j % 3, 1 + (j + record) % 8, 1 + j % 2, 1 + (j // 2) % 2) for j in range(count)]

@@ -99,7 +99,7 @@ def test_detect(trained, tmp_path, capsys):
     (["train", "--resume"], "--resume needs --out"),
     (["train", "--resume", "--out", "{tmp}/nothing"], "no checkpoint in"),
     (["train", "--config", "squares", "--steps", "0"], "--steps must be >= 1"),
-    (["train", "--config", "squares", "--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
+    (["train", "--config", "squares", "--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
     (["train", "--config", "squares", "--data-dir", "{tmp}/absent"], "is not a directory"),
     (["eval", "{tmp}/nothing"], "is not a run directory"),
     (["eval", "{tmp}"], "no checkpoint at"),

@@ -156,9 +156,13 @@ def clevr_dir(tmp_path):
     return tmp_path
 
 
+PAPER_SPLIT = {"protocol": "paper", "train_scenes": 3, "test_scenes": 2}
+
+
 def test_clevr6_filter_split_crop_and_masks(clevr_dir):
-    train = Clevr6(clevr_dir, "train", split_sizes=(3, 2), image_size=96, progress=False)
-    test = Clevr6(clevr_dir, "test", split_sizes=(3, 2), image_size=96, progress=False)
+    # the paper protocol: the first 5 qualifying scenes, 3 train + 2 test, IODINE's crop
+    train = Clevr6(clevr_dir, "train", **PAPER_SPLIT, image_size=96, progress=False)
+    test = Clevr6(clevr_dir, "test", **PAPER_SPLIT, image_size=96, progress=False)
     assert len(train) == 3 and len(test) == 2
     assert [train[i]["index"] for i in range(3)] == [0, 1, 3]  # record 2 has 8 objects
     assert [test[i]["index"] for i in range(2)] == [4, 5]
@@ -178,33 +182,34 @@ def test_clevr6_filter_split_crop_and_masks(clevr_dir):
 
 
 def test_clevr6_cache_reuse_and_corruption(clevr_dir, tmp_path):
-    ds = Clevr6(clevr_dir, "train", split_sizes=(3, 2), progress=False, cache_dir=tmp_path / "cache")
+    ds = Clevr6(clevr_dir, "train", **PAPER_SPLIT, progress=False, cache_dir=tmp_path / "cache")
     assert ds[0]["image"].shape == (3, 128, 128)
     cache = ds.cache
     stamp = cache.stat().st_mtime_ns
-    again = Clevr6(clevr_dir, "test", split_sizes=(3, 2), progress=False, cache_dir=tmp_path / "cache")
+    again = Clevr6(clevr_dir, "test", **PAPER_SPLIT, progress=False, cache_dir=tmp_path / "cache")
     assert cache.stat().st_mtime_ns == stamp and len(again) == 2
     ds.close()
     cache.write_bytes(cache.read_bytes()[:500])
     with pytest.raises(DataFileError, match=cache.name):
-        Clevr6(clevr_dir, "train", split_sizes=(3, 2), progress=False, cache_dir=tmp_path / "cache")
+        Clevr6(clevr_dir, "train", **PAPER_SPLIT, progress=False, cache_dir=tmp_path / "cache")
 
 
 def test_clevr6_damaged_or_short_source(tmp_path):
     path = write_examples(tmp_path / "clevr_with_masks_train.tfrecords", [clevr_example(s) for s in SCENES])
     path.write_bytes(path.read_bytes()[:-1000])
     with pytest.raises(DataFileError, match="clevr_with_masks_train.tfrecords: record 5"):
-        Clevr6(tmp_path, split_sizes=(3, 2), progress=False)
+        Clevr6(tmp_path, **PAPER_SPLIT, progress=False)
     assert not list(tmp_path.glob("*.h5*"))  # no cache left from a failed conversion
     write_examples(path, [clevr_example(s) for s in SCENES[:2]])
-    with pytest.raises(DataFileError, match="only 2 usable scenes"):
-        Clevr6(tmp_path, split_sizes=(3, 2), progress=False)
+    with pytest.raises(DataFileError, match="holds only 2 scenes with at most 6 objects in its 2 records; "
+                                            "the paper protocol needs 5"):
+        Clevr6(tmp_path, **PAPER_SPLIT, progress=False)
     with pytest.raises(FileNotFoundError, match="clevr_with_masks_train.tfrecords"):
         Clevr6(tmp_path / "elsewhere")
 
 
 def test_clevr6_via_build_dataset_and_loader(clevr_dir):
-    ds = build_dataset("clevr6", "test", root=clevr_dir, image_size=64, split_sizes=(3, 2), progress=False)
+    ds = build_dataset("clevr6", "test", root=clevr_dir, image_size=64, protocol="paper", split_train=3, split_test=2, progress=False)
     from tusk.data import collate
 
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate, num_workers=1)))
@@ -217,8 +222,8 @@ def test_tetrominoes_records_match_the_generator(tmp_path):
     gen = Tetrominoes(6, seed=11)
     write_examples(tmp_path / "tetrominoes_train.tfrecords", [tetrominoes_example(gen[i]) for i in range(6)],
                    compress=True)
-    train = TetrominoesRecords(tmp_path, "train", split_sizes=(4, 2), progress=False)
-    test = build_dataset("tetrominoes", "test", root=tmp_path, split_sizes=(4, 2), progress=False)
+    train = TetrominoesRecords(tmp_path, "train", records=6, test_scenes=2, progress=False)
+    test = build_dataset("tetrominoes", "test", root=tmp_path, split_records=6, split_test=2, progress=False)
     assert len(train) == 4 and len(test) == 2
     for ds, offset in ((train, 0), (test, 4)):
         for i in range(len(ds)):

@@ -42,6 +42,13 @@ class DataConfig:
         seed: dataset generation seed.
         download: let the loader download missing files.
         num_workers: DataLoader worker processes (0 = load in the training process).
+        protocol: how the DeepMind records (clevr6, tetrominoes files) split: ``official``
+            (the authors' code) or ``paper`` (the paper's text); see ``tusk.data.record_splits``.
+        split_records, split_train, split_test: split sizes of those records (None = the
+            protocol's: official reads the first split_records records and tests on the last
+            split_test qualifying scenes; paper takes split_train + split_test scenes).
+        resize: ``smooth`` (area/bilinear; None means this) or ``nearest`` (torch's legacy
+            nearest, as the official code resizes Tetrominoes and CLEVR).
     """
 
     dataset: str = "tetrominoes"
@@ -52,6 +59,25 @@ class DataConfig:
     seed: int = 0
     download: bool = False
     num_workers: int = 0
+    protocol: str = "official"
+    split_records: int | None = None
+    split_train: int | None = None
+    split_test: int | None = None
+    resize: str | None = None
+
+    def validate(self) -> None:
+        """Check the data protocol settings (the datasets check their own files)."""
+        from .data._common import RESIZE_MODES
+        from .data.record_splits import PROTOCOLS
+
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"data.protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if self.resize is not None and self.resize not in RESIZE_MODES:
+            raise ConfigError(f"data.resize must be one of {', '.join(RESIZE_MODES)} or null, got {self.resize!r}")
+        for name in ("split_records", "split_train", "split_test"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"data.{name} must be >= 1, got {value}")
 
 
 @dataclass
@@ -132,6 +158,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
+        self.data.validate()
         try:
             self.model.validate()
             self.loss.tps.validate()
@@ -262,6 +289,9 @@ def load_config(name_or_path: str | os.PathLike) -> Config:
         raise ConfigError(f"{source}: {err}") from None
 
 
-def save_config(config: Config, path: str | os.PathLike) -> None:
+def save_config(config: Config, path: str | os.PathLike, *, comment: str | None = None) -> None:
+    """Write ``config`` as YAML; ``comment`` lines go first as ``# ...`` (ignored on load)."""
     with open(path, "w", encoding="utf-8") as fh:
+        if comment:
+            fh.writelines(f"# {line}\n" for line in comment.splitlines())
         yaml.safe_dump(config.to_dict(), fh, sort_keys=False)

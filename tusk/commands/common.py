@@ -54,17 +54,20 @@ def reporting_errors(body: Callable[[argparse.Namespace], int]) -> Callable[[arg
 
 
 def parse_device(name: str | None, default: str = "cpu") -> str:
-    """Validate ``--device`` (``cpu``, ``cuda``, ``cuda:N``)."""
+    """Validate ``--device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``); ``auto`` is kept as is
+    (:func:`tusk.device.resolve_device` picks the GPU when there is one)."""
     name = name or default
+    if name == "auto":
+        return name
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"--device must be cpu, cuda or cuda:N, got {name!r}") from None
+        raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: no CUDA GPU is visible to this torch build")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
     elif device.type != "cpu":
-        raise UserError(f"--device must be cpu, cuda or cuda:N, got {name!r}")
+        raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
     return str(device)

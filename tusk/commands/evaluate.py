@@ -4,20 +4,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from .common import UserError, parse_device, reporting_errors
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("eval", help="evaluate a trained run on the test split",
-                            description="Run a trained model on the test split, print the metrics and "
-                                        "write them to RUN_DIR/eval.json (or --out); the task metrics' "
+                            description="Run a trained model on the whole test split (or its first --images), "
+                                        "print the metrics -- ours and the official scripts' (*_official) -- "
+                                        "with the data source and the number of images and objects scored, "
+                                        "and write them to RUN_DIR/eval.json (or --out); the task metrics' "
                                         "figures go to RUN_DIR/eval/.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `tusk train`")
     parser.add_argument("--data-dir", help="directory holding the dataset files (overrides the stored one)")
-    parser.add_argument("--images", type=int, help="number of test images (default: the whole test split)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--images", type=int, help="score the first N test images (default: the whole test split)")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto, the GPU when there is one)")
     parser.add_argument("--out", help="metrics JSON file (default: RUN_DIR/eval.json)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
@@ -27,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import ops
     from ..data.registry import REGRESSOR_SPLIT
+    from ..data.source import config_source, source_line
+    from ..device import resolve_device
     from ..training import load_run
     from ..training.data import build_dataset
     from ..training.evaluation import evaluate_run
@@ -35,24 +41,30 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.run_dir} is not a run directory")
     if args.images is not None and args.images < 1:
         raise UserError(f"--images must be >= 1, got {args.images}")
-    device = torch.device(parse_device(args.device))
-    config, model, _ = load_run(args.run_dir, device)
+    requested = parse_device(args.device, "auto")
+    config, model, _ = load_run(args.run_dir)  # on the CPU: a bad run directory fails first
+    device = resolve_device(requested)
+    model.to(device)
     if args.data_dir:
         config.data.root = args.data_dir
+    source = config_source(config.data)
+    print(f"tusk: {source_line(source)}", file=sys.stderr)
     test_set = build_dataset(config.data, "test")
     count = len(test_set) if args.images is None else min(args.images, len(test_set))
     with ops.use_backend(config.train.backend):
-        metrics = {"run": os.path.abspath(args.run_dir), "dataset": config.data.dataset, "split": "test"}
+        metrics = {"run": os.path.abspath(args.run_dir), "dataset": config.data.dataset, "split": "test",
+                   "data_source": source, "test_split_images": len(test_set)}
         # The landmark tasks fit their linear regressor on a training split (MAFL train for CelebA).
         regressor_split = REGRESSOR_SPLIT.get(config.data.dataset)
         train_set = build_dataset(config.data, regressor_split) if regressor_split else None
         metrics.update(evaluate_run(model, config.data.dataset, test_set, count, device, train_set=train_set,
-                                    out_dir=os.path.join(args.run_dir, "eval")))
+                                    out_dir=os.path.join(args.run_dir, "eval"), progress=not args.quiet))
     out = args.out or os.path.join(args.run_dir, "eval.json")
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(metrics, fh, indent=2, default=_plain)
     print(json.dumps(metrics, indent=2, default=_plain))
-    print(f"metrics written to {out}")
+    objects = "" if metrics.get("objects") is None else f" and {metrics['objects']} objects"
+    print(f"scored {metrics['images']} of {len(test_set)} test images{objects}; metrics written to {out}")
     return 0
 
 

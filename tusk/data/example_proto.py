@@ -114,8 +114,12 @@ def _decode_feature(buf: bytes):
     return []  # a Feature with no kind set
 
 
-def decode_example(buf: bytes) -> dict:
-    """Parse a serialized ``tf.train.Example`` into ``{name: list[bytes] | ndarray}``."""
+def decode_example(buf: bytes, keys=None) -> dict:
+    """Parse a serialized ``tf.train.Example`` into ``{name: list[bytes] | ndarray}``.
+
+    ``keys``: decode only these features (the others are skipped unparsed: a reader that
+    filters CLEVR scenes by their object colours need not decode 2.5 MB of masks first).
+    """
     out = {}
     for number, wire, features in _fields(bytes(buf)):
         if number != 1 or wire != 2:
@@ -131,7 +135,8 @@ def decode_example(buf: bytes) -> dict:
                     value = ev
             if key is None:
                 raise ValueError("feature map entry without a key")
-            out[key] = _decode_feature(value)
+            if keys is None or key in keys:
+                out[key] = _decode_feature(value)
     return out
 
 

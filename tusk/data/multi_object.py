@@ -13,17 +13,27 @@ beside the TFRecord file): image crops as uint8, the segmentation as one uint8 l
 (the DeepMind masks partition the image), attributes as int16. An interrupted conversion is
 detected and redone.
 
-Protocols (TUSK Sec. 4.2, following IODINE / Slot Attention):
+Splits: :mod:`tusk.data.record_splits` (``protocol="official"``, the default, is the
+authors' code; ``"paper"`` the paper's text), sizes settable. Per dataset:
 
-- **CLEVR6**: the first 70k scenes with at most 6 objects; train = the first 60k of them,
-  test = the last 10k. Images are cropped to rows 29:221, columns 64:256 (192x192) and
-  resized (default 128x128; TUSK used 112). Attributes ``shape`` (3), ``color`` (8),
-  ``size`` (2), ``material`` (2), zero-based in DeepMind's coding. Objects with no pixel left
-  in the crop are dropped.
-- **Tetrominoes**: the first 60k scenes; train = first 50k, test = last 10k; 35x35 native.
+- **CLEVR6**: scenes with at most 6 objects (counted as the entities with a colour code; the
+  official code tests that entity slot 7 is empty, the same on DeepMind's packed records).
+  Official: qualifying scenes of the first 70k records, the last 10k for test; the image is
+  centre-cropped to rows 24:216, columns 64:256 (192x192). Paper: the first 70k qualifying
+  scenes, 60k train and 10k test, cropped to rows 29:221, columns 64:256 as IODINE and Slot
+  Attention do. Resized to ``image_size`` (default 128; TUSK used 112). Attributes ``shape``
+  (3), ``color`` (8), ``size`` (2), ``material`` (2), zero-based in DeepMind's coding.
+  Objects with no pixel left in the crop are dropped.
+- **Tetrominoes**: no filter; the first 60k records, 50k train and 10k test (both protocols;
+  the paper's "80K images" does not match the 1M-record file); 35x35 native.
   ``shape`` = DeepMind's shape code - 1 (its own order, not :data:`~tusk.data.SHAPES`;
   prototype mappings are learned, so the order does not matter), ``color`` = index in
   :data:`~tusk.data.COLORS`.
+
+Resizing (``resize``): ``"smooth"`` (default: area averaging when shrinking, bilinear when
+enlarging, masks by ``nearest-exact``) or ``"nearest"`` (torch's legacy nearest for image and
+masks: the official code's ``F.interpolate`` default, 35 -> 112 and 192 -> 112). The packaged
+``tetrominoes`` and ``clevr6`` configs choose ``nearest``, as the official code.
 """
 from __future__ import annotations
 
@@ -34,10 +44,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._common import as_size, check_index, mask_centroids, resize_image, resize_masks, scale_xy
+from ._common import as_size, check_index, check_resize, mask_centroids, resize_item_arrays, scale_xy
 from .errors import DataFileError, missing_file
+from .example_proto import decode_example
+from .record_splits import RecordSplit
 from .tetrominoes import COLORS
-from .tfrecord import iter_examples
+from .tfrecord import iter_records
 
 ATTRIBUTE_NAMES = ("shape", "color", "size", "material")
 
@@ -70,14 +82,21 @@ class _Variant:
     file: str
     native: tuple[int, int]
     entities: int
-    crop: tuple[slice, slice]
     default_size: tuple[int, int]
-    split_sizes: tuple[int, int]
+    #: Split sizes of each protocol (see :mod:`tusk.data.record_splits`).
+    split_defaults: dict[str, dict[str, int]]
+    #: Features :meth:`select` reads (decoded alone, before the whole record).
+    select_keys: frozenset[str] = frozenset()
+    #: What qualifying scenes are, for messages.
+    what = "scenes"
+
+    def crop(self, protocol: str) -> tuple[slice, slice]:
+        return (slice(None), slice(None))
 
     def select(self, example: dict) -> bool:
         return True
 
-    def convert(self, example: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def convert(self, example: dict, crop: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """-> ``(image [h, w, 3] uint8 cropped, segmentation [h, w] uint8,
         attributes [E, 4] int16 (-1 = none), visible [E] bool)``."""
         raise NotImplementedError
@@ -87,22 +106,29 @@ class _Clevr(_Variant):
     file = "clevr_with_masks_train.tfrecords"
     native = (240, 320)
     entities = 11
-    crop = (slice(29, 221), slice(64, 256))
     default_size = (128, 128)
-    split_sizes = (60_000, 10_000)
+    split_defaults = {"official": {"records": 70_000, "test": 10_000},
+                      "paper": {"train": 60_000, "test": 10_000}}
+    select_keys = frozenset({"color"})
+    #: official: ``center_crop(192)`` of the authors' code; paper: IODINE / Slot Attention's crop.
+    crops = {"official": (slice(24, 216), slice(64, 256)), "paper": (slice(29, 221), slice(64, 256))}
 
     def __init__(self, max_objects: int = 6):
         self.max_objects = max_objects
+        self.what = f"scenes with at most {max_objects} objects"
+
+    def crop(self, protocol):
+        return self.crops[protocol]
 
     def select(self, example):
-        visibility = _floats(example, "visibility", (self.entities,))
-        return int((visibility[1:] > 0).sum()) <= self.max_objects
+        colour = _uint8(example, "color", (self.entities,))  # DeepMind: 0 = no object in the slot
+        return int(np.count_nonzero(colour[1:])) <= self.max_objects
 
-    def convert(self, example):
+    def convert(self, example, crop):
         h, w = self.native
-        image = _uint8(example, "image", (h, w, 3))[self.crop]
+        image = _uint8(example, "image", (h, w, 3))[crop]
         masks = _uint8(example, "mask", (self.entities, h, w, 1))[..., 0]
-        seg = _segmentation(masks)[self.crop]
+        seg = _segmentation(masks)[crop]
         attrs = np.stack([_uint8(example, k, (self.entities,)).astype(np.int16) - 1 for k in ATTRIBUTE_NAMES], 1)
         visible = _floats(example, "visibility", (self.entities,)) > 0
         return np.ascontiguousarray(image), np.ascontiguousarray(seg), attrs, visible
@@ -112,11 +138,11 @@ class _Tetrominoes(_Variant):
     file = "tetrominoes_train.tfrecords"
     native = (35, 35)
     entities = 4
-    crop = (slice(None), slice(None))
     default_size = (35, 35)
-    split_sizes = (50_000, 10_000)
+    split_defaults = {"official": {"records": 60_000, "test": 10_000},
+                      "paper": {"train": 50_000, "test": 10_000}}
 
-    def convert(self, example):
+    def convert(self, example, crop):
         h, w = self.native
         image = _uint8(example, "image", (h, w, 3))
         masks = _uint8(example, "mask", (self.entities, h, w, 1))[..., 0]
@@ -138,9 +164,13 @@ def _resolve_file(root: str | os.PathLike, name: str) -> Path:
     return path
 
 
-def build_cache(source: str | os.PathLike, cache: str | os.PathLike, variant: _Variant, count: int, *,
+def build_cache(source: str | os.PathLike, cache: str | os.PathLike, variant: _Variant, split: RecordSplit, *,
                 verify: bool = True, progress: bool = True) -> Path:
-    """Convert the first ``count`` selected scenes of ``source`` into the HDF5 ``cache``."""
+    """Convert the scenes ``split`` collects from ``source`` into the HDF5 ``cache``.
+
+    Raises :class:`DataFileError` naming ``source`` (with the counts found) when the file
+    holds too few qualifying scenes for the split; no cache is left behind then.
+    """
     source, cache = Path(source), Path(cache)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + ".partial")
@@ -148,9 +178,10 @@ def build_cache(source: str | os.PathLike, cache: str | os.PathLike, variant: _V
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=count, desc=f"caching {source.name}", unit="scene", leave=False)
+        total, unit = (split.records, "record") if split.wanted is None else (split.wanted, "scene")
+        bar = tqdm(total=total, desc=f"caching {source.name}", unit=unit, leave=False)
     try:
-        _convert(source, tmp, variant, count, verify, bar)
+        _convert(source, tmp, variant, split, verify, bar)
     except BaseException:
         tmp.unlink(missing_ok=True)  # never leave a half-written cache behind
         raise
@@ -161,42 +192,65 @@ def build_cache(source: str | os.PathLike, cache: str | os.PathLike, variant: _V
     return cache
 
 
-def _convert(source: Path, tmp: Path, variant: _Variant, count: int, verify: bool, bar) -> None:
+def _convert(source: Path, tmp: Path, variant: _Variant, split: RecordSplit, verify: bool, bar) -> None:
     import h5py
 
-    written = 0
+    crop = variant.crop(split.protocol)
+    capacity = split.wanted if split.wanted is not None else split.records
+    written = records_read = 0
     with h5py.File(tmp, "w") as f:
         datasets = None
-        for index, example in enumerate(iter_examples(source, verify=verify)):
-            if written == count:
+        for index, record in enumerate(iter_records(source, verify=verify)):
+            if split.wanted is not None and written == split.wanted:
                 break
+            if split.records is not None and index == split.records:
+                break
+            records_read = index + 1
+            if bar is not None and split.wanted is None:
+                bar.update(1)
             try:
+                if variant.select_keys and not variant.select(decode_example(record, variant.select_keys)):
+                    continue
+                example = decode_example(record)
                 if not variant.select(example):
                     continue
-                image, seg, attrs, visible = variant.convert(example)
+                image, seg, attrs, visible = variant.convert(example, crop)
             except ValueError as exc:
                 raise DataFileError(source, f"record {index}: {exc}") from exc
             if datasets is None:
-                chunk = (1,) + image.shape[:2]
-                datasets = {
-                    "image": f.create_dataset("image", (count,) + image.shape, np.uint8,
-                                              chunks=chunk + (3,), compression="lzf"),
-                    "segmentation": f.create_dataset("segmentation", (count,) + seg.shape, np.uint8,
-                                                     chunks=chunk, compression="lzf"),
-                    "attributes": f.create_dataset("attributes", (count,) + attrs.shape, np.int16),
-                    "visible": f.create_dataset("visible", (count,) + visible.shape, bool),
-                    "record": f.create_dataset("record", (count,), np.int64),
-                }
+                datasets = _create_datasets(f, capacity, image, seg, attrs, visible)
             for key, value in (("image", image), ("segmentation", seg), ("attributes", attrs),
                                ("visible", visible), ("record", index)):
                 datasets[key][written] = value
             written += 1
-            if bar is not None:
+            if bar is not None and split.wanted is not None:
                 bar.update(1)
-        if written < count:
-            raise DataFileError(source, f"holds only {written} usable scenes, {count} needed")
+        problem = split.check_available(written, records_read, variant.what)
+        if problem is not None:
+            raise DataFileError(source, problem)
+        for dataset in datasets.values():
+            dataset.resize(written, axis=0)
         f.attrs["source"] = source.name
-        f.attrs["count"] = count
+        f.attrs["split"] = split.tag()
+        f.attrs["count"] = written
+        f.attrs["records_read"] = records_read
+
+
+def _create_datasets(f, capacity: int, image, seg, attrs, visible) -> dict:
+    """Resizable per-scene datasets, allocated for ``capacity`` scenes and cut to size at the end
+    (unwritten chunks take no space)."""
+    chunk = (1,) + image.shape[:2]
+
+    def create(name, shape, dtype, **kwargs):
+        return f.create_dataset(name, (capacity,) + shape, dtype, maxshape=(None,) + shape, **kwargs)
+
+    return {
+        "image": create("image", image.shape, np.uint8, chunks=chunk + (3,), compression="lzf"),
+        "segmentation": create("segmentation", seg.shape, np.uint8, chunks=chunk, compression="lzf"),
+        "attributes": create("attributes", attrs.shape, np.int16, chunks=(1024,) + attrs.shape),
+        "visible": create("visible", visible.shape, bool, chunks=(1024,) + visible.shape),
+        "record": create("record", (), np.int64, chunks=(4096,)),
+    }
 
 
 class MultiObjectRecords(Dataset):
@@ -211,41 +265,57 @@ class MultiObjectRecords(Dataset):
 
     variant: _Variant
 
-    def __init__(self, root: str | os.PathLike, split: str = "train", *, image_size=None,
-                 length: int | None = None, cache_dir: str | os.PathLike | None = None,
-                 split_sizes: tuple[int, int] | None = None, verify: bool = True, progress: bool = True):
+    def __init__(self, root: str | os.PathLike, split: str = "train", *, protocol: str | None = None,
+                 records: int | None = None, train_scenes: int | None = None, test_scenes: int | None = None,
+                 image_size=None, resize: str | None = None, length: int | None = None,
+                 cache_dir: str | os.PathLike | None = None, verify: bool = True, progress: bool = True):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        self.split_rule = RecordSplit.resolve(protocol, self.variant.split_defaults, records=records,
+                                              train=train_scenes, test=test_scenes)
+        self.image_size = as_size(image_size, self.variant.default_size)
+        self.resize = check_resize(resize)
         self.source = _resolve_file(root, self.variant.file)
-        n_train, n_test = split_sizes or self.variant.split_sizes
-        total = n_train + n_test
         cache_dir = Path(cache_dir) if cache_dir is not None else self.source.parent
-        self.cache = cache_dir / f"{self.source.stem}.{self._cache_tag()}.{total}.h5"
+        self.cache = cache_dir / f"{self.source.stem}.{self._cache_tag()}.{self.split_rule.tag()}.h5"
         if not self.cache.is_file():
-            build_cache(self.source, self.cache, self.variant, total, verify=verify, progress=progress)
-        self._check_cache(total)
-        start, stop = (0, n_train) if split == "train" else (n_train, total)
+            build_cache(self.source, self.cache, self.variant, self.split_rule, verify=verify, progress=progress)
+        available = self._check_cache()
+        start, stop = self.split_rule.bounds(split, available)
         if length is not None:
             stop = min(stop, start + int(length))
         self.start, self.stop = start, stop
         self.split = split
-        self.image_size = as_size(image_size, self.variant.default_size)
         self._h5 = None
 
     def _cache_tag(self) -> str:
         return type(self).__name__.lower()
 
-    def _check_cache(self, total: int) -> None:
+    def _check_cache(self) -> int:
+        """Validate the cache against the split rule; returns the number of cached scenes."""
         import h5py
 
         try:
             with h5py.File(self.cache, "r") as f:
                 count = int(f.attrs["count"])
-                sizes = {k: f[k].shape[0] for k in ("image", "segmentation", "attributes", "visible")}
+                records_read = int(f.attrs["records_read"])
+                sizes = {k: f[k].shape[0] for k in ("image", "segmentation", "attributes", "visible", "record")}
         except (OSError, KeyError) as exc:
             raise DataFileError(self.cache, f"unreadable cache ({exc}); delete it to rebuild") from exc
-        if count != total or set(sizes.values()) != {total}:
-            raise DataFileError(self.cache, "cache does not match the requested split sizes; delete it to rebuild")
+        if set(sizes.values()) != {count}:
+            raise DataFileError(self.cache, "inconsistent cache (interrupted write?); delete it to rebuild")
+        problem = self.split_rule.check_available(count, records_read, self.variant.what)
+        if problem is not None:
+            raise DataFileError(self.source, problem)
+        return count
+
+    @property
+    def scenes_available(self) -> int:
+        """Qualifying scenes the split rule collected (train + test)."""
+        import h5py
+
+        with h5py.File(self.cache, "r") as f:
+            return int(f.attrs["count"])
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -291,9 +361,10 @@ class MultiObjectRecords(Dataset):
         native = seg.shape
         centers = scale_xy(mask_centroids(masks), native, self.image_size) if len(ids) else np.zeros((0, 2), np.float32)
         img = image.transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 255)
+        img, masks = resize_item_arrays(img, masks, self.image_size, self.resize)
         item = {
-            "image": torch.from_numpy(np.ascontiguousarray(resize_image(img, self.image_size))),
-            "masks": torch.from_numpy(np.ascontiguousarray(resize_masks(masks, self.image_size))),
+            "image": torch.from_numpy(np.ascontiguousarray(img)),
+            "masks": torch.from_numpy(np.ascontiguousarray(masks)),
             "centers": torch.from_numpy(np.ascontiguousarray(centers, dtype=np.float32)),
         }
         for j, name in enumerate(self._attributes()):
@@ -308,8 +379,10 @@ class MultiObjectRecords(Dataset):
 class Clevr6(MultiObjectRecords):
     """CLEVR6 from ``clevr_with_masks_train.tfrecords`` (see the module doc).
 
-    ``root``: the directory holding the file (or the file itself). ``split_sizes``
-    overrides (60000, 10000); ``max_objects`` (6) the filter.
+    ``root``: the directory holding the file (or the file itself); ``protocol``
+    (``"official"`` or ``"paper"``) and ``records`` / ``train_scenes`` / ``test_scenes`` the
+    split (:mod:`tusk.data.record_splits`); ``max_objects`` (6) the filter; ``resize``
+    ``"smooth"`` or ``"nearest"``.
     """
 
     def __init__(self, root, split: str = "train", *, max_objects: int = 6, **kwargs):
@@ -317,7 +390,7 @@ class Clevr6(MultiObjectRecords):
         super().__init__(root, split, **kwargs)
 
     def _cache_tag(self) -> str:
-        return f"clevr{self.variant.max_objects}"
+        return f"clevr{self.variant.max_objects}"  # the split rule's tag names protocol (and crop)
 
 
 class TetrominoesRecords(MultiObjectRecords):

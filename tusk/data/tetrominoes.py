@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._common import as_size, check_index, check_length, item_rng, resize_image, resize_masks, scale_xy
+from ._common import as_size, check_index, check_length, check_resize, item_rng, resize_item_arrays, scale_xy
 
 NATIVE_SIZE = 35
 NUM_OBJECTS = 3
@@ -78,9 +78,11 @@ class Tetrominoes(Dataset):
 
     Args:
         length: number of scenes (the paper trains on 50k and tests on 10k).
-        image_size: ``None`` keeps 35x35; an int (or ``(H, W)``) resizes: images by area
-            averaging when shrinking and bilinear interpolation when enlarging, masks by
-            nearest neighbour (``nearest-exact``).
+        image_size: ``None`` keeps 35x35; an int (or ``(H, W)``) resizes (see ``resize``).
+        resize: ``"smooth"`` (default): images by area averaging when shrinking and bilinear
+            interpolation when enlarging, masks by nearest neighbour (``nearest-exact``);
+            ``"nearest"``: image and masks by torch's legacy nearest, as the official code
+            (35 -> 112 repeats each pixel 3 or 4 times).
         seed: scene seed.
         block_size: side of a tetromino block in native pixels.
 
@@ -97,9 +99,10 @@ class Tetrominoes(Dataset):
     """
 
     def __init__(self, length: int = 50_000, *, image_size: int | tuple[int, int] | None = None,
-                 seed: int = 0, block_size: int = 5):
+                 seed: int = 0, block_size: int = 5, resize: str | None = None):
         self.length = check_length(length)
         self.image_size = as_size(image_size, (NATIVE_SIZE, NATIVE_SIZE))
+        self.resize = check_resize(resize)
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         self.seed = int(seed)
@@ -152,8 +155,7 @@ class Tetrominoes(Dataset):
         image, masks, centers, shapes, colors = self.scene(index)
         native = (NATIVE_SIZE, NATIVE_SIZE)
         if self.image_size != native:
-            image = resize_image(image, self.image_size)
-            masks = resize_masks(masks, self.image_size)
+            image, masks = resize_item_arrays(image, masks, self.image_size, self.resize)
             centers = scale_xy(centers, native, self.image_size)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)),

@@ -43,6 +43,13 @@ def check_predictions(predictions: Mapping, num_targets: int, *, need=("xy", "va
         raise ValueError(f"{name}['descriptors'] must be [N, K, C], got {list(out['descriptors'].shape)}")
     if "masks" in out and (out["masks"].ndim != 4 or out["masks"].shape[:2] != (n, k)):
         raise ValueError(f"{name}['masks'] must be [N, K, H, W], got {list(out['masks'].shape)}")
+    if "segments" in out and (out["segments"].ndim != 3 or out["segments"].shape[0] != n):
+        raise ValueError(f"{name}['segments'] must be [N, H, W], got {list(out['segments'].shape)}")
+    if "alpha_confident" in out:
+        if out["alpha_confident"].ndim != 4 or out["alpha_confident"].shape[:2] != (n, k):
+            raise ValueError(f"{name}['alpha_confident'] must be [N, K, H, W], "
+                             f"got {list(out['alpha_confident'].shape)}")
+        out["alpha_confident"] = out["alpha_confident"].astype(bool, copy=False)
     return out
 
 

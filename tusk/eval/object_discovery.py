@@ -15,6 +15,9 @@
   the object's prototype is that keypoint's label. Each prototype is mapped to the
   attribute value it most often carries (majority, as the paper: "the properties that best
   represent the prototype"); accuracy = objects whose prototype maps to their value / objects.
+  Every object counts: one that no keypoint explains is wrong. The official scripts count
+  keypoints instead and ignore unexplained objects: ``<attr>_accuracy_official`` (see
+  :mod:`tusk.eval.official`), reported beside this stricter figure.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from ._inputs import as_numpy, check_predictions, check_targets
 from .matching import confusion, map_majority, mapped_accuracy
+from .official import attribute_accuracy_official
 
 ATTRIBUTES = ("shape", "color", "size", "material")
 
@@ -44,12 +48,32 @@ def foreground_ari(pred_segments: np.ndarray, true_masks: np.ndarray) -> float:
     return float(adjusted_rand_score(true_ids[fg], pred_segments[fg]))
 
 
+def has_segments(pred: dict) -> bool:
+    """Whether the predictions carry per-keypoint masks (``masks``, or ``segments``)."""
+    return "masks" in pred or "segments" in pred
+
+
+def segments_of(pred: dict, i: int) -> np.ndarray:
+    """``[H, W]`` keypoint index of each pixel of image ``i``: the argmax over the K alpha
+    masks (``pred["masks"]``), or the stored ``pred["segments"]``."""
+    return pred["masks"][i].argmax(axis=0) if "masks" in pred else pred["segments"][i]
+
+
+def confident_of(pred: dict, i: int) -> np.ndarray:
+    """``[K, H, W]`` bool: alpha > 0.8 (the official attribute protocol's keypoint regions)."""
+    from .official import ALPHA_THRESHOLD
+
+    if "masks" in pred:
+        return pred["masks"][i] > ALPHA_THRESHOLD
+    return pred["alpha_confident"][i]
+
+
 def _object_keypoints(pred: dict, i: int, masks: np.ndarray, centers: np.ndarray | None) -> np.ndarray:
     """``[n]`` index of the keypoint that explains each ground-truth object (-1: none)."""
     n = len(masks)
-    if "masks" in pred:
-        segments = pred["masks"][i].argmax(axis=0)
-        k = pred["masks"].shape[1]
+    if has_segments(pred):
+        segments = segments_of(pred, i)
+        k = pred["labels"].shape[1]
         owner = np.empty(n, dtype=np.int64)
         for j in range(n):
             votes = np.bincount(segments[masks[j]], minlength=k)
@@ -70,12 +94,19 @@ def _object_keypoints(pred: dict, i: int, masks: np.ndarray, centers: np.ndarray
 
 def object_discovery_metrics(predictions: dict, targets: Sequence[dict], *,
                              num_prototypes: int | None = None) -> tuple[dict[str, float], dict]:
-    """FG-ARI (when ``predictions['masks']`` is given) and per-attribute accuracies.
+    """FG-ARI (when per-keypoint masks are given) and per-attribute accuracies, ours and the
+    official protocol's.
+
+    Per-keypoint masks: ``predictions['masks'] [N, K, H, W]`` float alpha, or the compact
+    ``predictions['segments'] [N, H, W]`` (argmax keypoint per pixel) with
+    ``predictions['alpha_confident'] [N, K, H, W]`` bool (alpha > 0.8) for the official figure.
 
     Returns ``(metrics, details)``: ``ari`` (mean FG-ARI), ``ari_images``, ``ari_skipped``,
     ``<attr>_accuracy`` for each attribute the targets carry (``shape``, ``color``, and
-    ``size``/``material`` for CLEVR), ``num_objects``; ``details`` holds per-image ARI and
-    the per-attribute confusion matrices.
+    ``size``/``material`` for CLEVR; every object counts, unexplained ones as wrong),
+    ``num_objects``; with alpha masks also ``<attr>_accuracy_official`` and
+    ``keypoints_official`` (:func:`~tusk.eval.official.attribute_accuracy_official`);
+    ``details`` holds per-image ARI and the per-attribute confusion matrices.
     """
     pred = check_predictions(predictions, len(targets))
     targets = check_targets(targets, ("masks",))
@@ -88,8 +119,8 @@ def object_discovery_metrics(predictions: dict, targets: Sequence[dict], *,
     object_attrs = {a: [] for a in attributes}
     for i, target in enumerate(targets):
         masks = as_numpy(target["masks"]).astype(bool)
-        if "masks" in pred:
-            per_image_ari.append(foreground_ari(pred["masks"][i].argmax(axis=0), masks))
+        if has_segments(pred):
+            per_image_ari.append(foreground_ari(segments_of(pred, i), masks))
         centers = as_numpy(target["centers"]) if "centers" in target else None
         owner = _object_keypoints(pred, i, masks, centers)
         proto = np.where(owner >= 0, labels[i][np.clip(owner, 0, None)], -1)
@@ -98,7 +129,7 @@ def object_discovery_metrics(predictions: dict, targets: Sequence[dict], *,
             object_attrs[a].append(as_numpy(target[a]).reshape(-1).astype(np.int64))
     metrics: dict[str, float] = {}
     details: dict = {}
-    if "masks" in pred:
+    if has_segments(pred):
         aris = np.array(per_image_ari, dtype=np.float64)
         scored = aris[~np.isnan(aris)]
         metrics["ari"] = float(scored.mean()) if scored.size else float("nan")
@@ -118,4 +149,7 @@ def object_discovery_metrics(predictions: dict, targets: Sequence[dict], *,
         metrics[f"{a}_accuracy"] = float(correct / values.size) if values.size else float("nan")
         details[f"{a}_confusion"] = counts
         details[f"{a}_mapping"] = mapping
+    if "masks" in pred or "alpha_confident" in pred:
+        metrics.update(attribute_accuracy_official(lambda i: confident_of(pred, i), labels, targets, attributes,
+                                                   num_prototypes=m))
     return metrics, details

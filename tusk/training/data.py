@@ -35,7 +35,19 @@ def build_dataset(config: DataConfig, split: str) -> torch.utils.data.Dataset:
         return Squares(length or (4096 if split == "train" else DEFAULT_TEST_LENGTH), image_size=size,
                        split=split, seed=config.seed)
     return tusk_data.build_dataset(config.dataset, split, root=config.root, image_size=config.image_size,
-                                   seed=config.seed, length=length, download=config.download)
+                                   seed=config.seed, length=length, download=config.download,
+                                   **protocol_arguments(config))
+
+
+def protocol_arguments(config: DataConfig) -> dict[str, Any]:
+    """The data-protocol settings of ``config`` that ``tusk.data.build_dataset`` takes: only
+    those given, so datasets without a protocol choice build as before."""
+    values = {"split_records": config.split_records, "split_train": config.split_train,
+              "split_test": config.split_test, "resize": config.resize}
+    arguments = {k: v for k, v in values.items() if v is not None}
+    if config.dataset in ("clevr6", "tetrominoes"):
+        arguments["protocol"] = config.protocol
+    return arguments
 
 
 class StepBatches(torch.utils.data.Sampler):

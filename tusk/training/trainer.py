@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -27,6 +28,8 @@ import torch
 
 from .. import ops
 from ..config import Config, config_from_dict, save_config
+from ..data.source import config_source, source_line
+from ..device import resolve_device
 from ..losses import PerceptualLoss, mse_loss
 from ..model import TUSK
 from . import check_ops as op_check
@@ -98,7 +101,7 @@ class Trainer:
             raise ValueError("a config is required unless resuming")
         config.validate()
         self.config = config
-        self.device = torch.device(config.train.device)
+        self.device = resolve_device(config.train.device)
         self.model = build_model(config, self.device)
         self.optimizer = torch.optim.Adam(
             list(self.model.encoder.parameters()) + list(self.model.decoder.parameters()), lr=config.train.lr)
@@ -110,6 +113,10 @@ class Trainer:
             self.reconstruction_loss = mse_loss
         self.train_set = train_set if train_set is not None else build_dataset(config.data, "train")
         self.test_set = test_set if test_set is not None else build_dataset(config.data, "test")
+        self.data_source = config_source(config.data)
+        if train_set is not None or test_set is not None:
+            self.data_source = {**self.data_source, "kind": "custom", "benchmark": False,
+                                "description": "datasets passed to Trainer by the caller"}
         self.progress = progress
         self.colours = prototype_colours(config.model.prototypes)
         self.elapsed = 0.0
@@ -213,7 +220,10 @@ class Trainer:
 
         cfg = self.config
         os.makedirs(os.path.join(self.run_dir, "images"), exist_ok=True)
-        save_config(cfg, os.path.join(self.run_dir, "config.yaml"))
+        source = source_line(self.data_source)
+        save_config(cfg, os.path.join(self.run_dir, "config.yaml"), comment=source)
+        print(f"tusk: {source}", file=sys.stderr)
+        self.writer.add_text("data/source", source, self.step)
         panel_images = next(first_items(self.test_set, PANEL_IMAGES))["image"].to(self.device)
         with ops.use_backend(cfg.train.backend):
             loader = training_batches(self.train_set, cfg.train.batch_size, cfg.train.seed, self.step,
@@ -268,7 +278,8 @@ class Trainer:
         """End-of-run pictures and metrics (``metrics.json``)."""
         cfg = self.config
         self.write_pictures(panel_images, self.run_dir)
-        metrics: dict[str, Any] = {"step": self.step, "train_seconds": round(self.elapsed, 2)}
+        metrics: dict[str, Any] = {"step": self.step, "train_seconds": round(self.elapsed, 2),
+                                   "data_source": self.data_source}
         metrics.update(evaluate_run(self.model, cfg.data.dataset, self.test_set, cfg.train.eval_images, self.device))
         for name, value in {**metrics, **metrics.get("task", {})}.items():
             if isinstance(value, (int, float)):
