@@ -107,3 +107,36 @@ def clevr_scene(count: int, record: int):
     with the object and the record (1-based, as DeepMind stores them)."""
     return [(50 + 70 * (j // 5), 70 + 70 * (j // 5), 75 + 35 * (j % 5), 95 + 35 * (j % 5),
              1 + j % 3, 1 + (j + record) % 8, 1 + j % 2, 1 + (j // 2) % 2) for j in range(count)]
+
+
+# ---------------------------------------------------------------- published MNIST-Hard (MIST layout)
+
+def write_mist_dir(directory: Path, sizes=None, *, stored: int = 80, seed: int = 0) -> Path:
+    """A directory in the MIST ``mnist_hard`` layout: scenes of the generator (synthetic digits)
+    as RGB PNGs of ``stored`` px (nearest upscaling of the 80 px canvas), listed in
+    ``{split}.txt``, with ``{split}_labels.txt`` and ``{split}_keypoints.npy`` (x, y, half box
+    side, stored pixels). ``sizes``: images per split (default train 6, test 4)."""
+    from PIL import Image
+
+    from tusk.data import MnistHard
+
+    sizes = sizes or {"train": 6, "test": 4}
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "images").mkdir(exist_ok=True)
+    scale = stored / 80
+    for offset, (split, count) in enumerate(sizes.items()):
+        scenes = MnistHard(synthetic_digits(), count, seed=seed + offset)
+        names, label_lines, keypoints = [], [], []
+        for i in range(count):
+            canvas, centers, labels, _ = scenes.scene(i)
+            name = f"images/{split}_{i:05d}.png"
+            Image.fromarray(np.repeat(canvas[..., None], 3, axis=2)).resize((stored, stored), Image.NEAREST) \
+                .save(directory / name)
+            names.append(name)
+            label_lines.append(",".join(str(int(v)) for v in labels))
+            xy = (centers + 0.5) * scale - 0.5
+            keypoints.append(np.concatenate([xy, np.full((len(xy), 1), 10 * scale)], axis=1))
+        (directory / f"{split}.txt").write_text("\n".join(names) + "\n")
+        (directory / f"{split}_labels.txt").write_text("\n".join(label_lines) + "\n")
+        np.save(directory / f"{split}_keypoints.npy", np.stack(keypoints).astype(np.float32))
+    return directory
