@@ -25,6 +25,21 @@ def test_paper_configs(name):
     assert (config.loss.eqv_heatmap_weight, config.loss.eqv_feature_weight) == (0.01, 100.0)
     assert (config.train.lr, config.train.prototype_lr, config.train.prototype_betas) == (1e-3, 0.1, (0.5, 0.999))
     assert (config.loss.kmeans_temperature, config.loss.sw_projections) == (20.0, 100)
+    assert config.train.device == "auto"  # the GPU when there is one
+    if name in ("tetrominoes", "clevr6"):  # the official code's split and resizing
+        assert (config.data.protocol, config.data.resize) == ("official", "nearest")
+
+
+def test_data_protocol_settings():
+    config = config_from_dict({"data": {"dataset": "clevr6", "protocol": "paper", "split_train": 25000,
+                                        "split_test": 5000, "resize": "nearest"}})
+    assert (config.data.split_train, config.data.split_test, config.data.split_records) == (25000, 5000, None)
+    with pytest.raises(ConfigError, match="data.protocol must be one of official, paper"):
+        config_from_dict({"data": {"protocol": "text"}})
+    with pytest.raises(ConfigError, match="data.resize must be one of smooth, nearest or null"):
+        config_from_dict({"data": {"resize": "bilinear"}})
+    with pytest.raises(ConfigError, match="data.split_test must be >= 1"):
+        config_from_dict({"data": {"split_test": 0}})
 
 
 def test_every_packaged_config_loads_and_round_trips(tmp_path):

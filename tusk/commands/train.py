@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", help="directory holding the dataset files (overrides data.root)")
     parser.add_argument("--steps", type=int, help="total training steps (overrides train.steps)")
     parser.add_argument("--out", help="run directory (default: runs/<config name>)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's, usually cpu)")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's: auto in the paper configs, cpu in quickstart)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--check-ops", type=int, metavar="N",
                         help="every N steps, replay the step on the reference ops and fail on a mismatch")
