@@ -23,7 +23,7 @@ def data_source(name: str, root: str | os.PathLike | None = None, *, protocol: s
     from .mnist_digits import default_mnist_dir
 
     path = None if root is None else os.path.abspath(os.fspath(root))
-    resize_note = f", resized '{resize or 'smooth'}'"
+    resize_note = f", resize '{resize}'" if resize else ""
     if name == "mnist_hard":
         if is_mist_dir(root):
             return _source(name, "published", True, path,
