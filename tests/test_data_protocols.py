@@ -185,3 +185,18 @@ def test_tetrominoes_official_split_and_nearest_resize(tmp_path):
     assert not torch.equal(smooth["image"], generated["image"])  # bilinear blends the piece edges
     with pytest.raises(ValueError, match="resize must be one of smooth, nearest"):
         Tetrominoes(2, resize="bicubic")
+
+
+def test_tetrominoes_damaged_records_are_named(tmp_path):
+    generator = Tetrominoes(4, seed=3)
+    path = write_examples(tmp_path / "tetrominoes_train.tfrecords",
+                          [tetrominoes_example(generator[i]) for i in range(4)])
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) * 5 // 8] ^= 0x10  # inside record 2's data
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataFileError, match="tetrominoes_train.tfrecords: record 2: data checksum"):
+        TetrominoesRecords(tmp_path, records=4, test_scenes=1, progress=False)
+    path.write_bytes(bytes(raw[: len(raw) // 3]))  # cut off inside record 1
+    with pytest.raises(DataFileError, match="tetrominoes_train.tfrecords: record 1: truncated"):
+        TetrominoesRecords(tmp_path, records=4, test_scenes=1, progress=False)
+    assert not list(tmp_path.glob("*.h5*"))

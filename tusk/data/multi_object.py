@@ -309,14 +309,6 @@ class MultiObjectRecords(Dataset):
             raise DataFileError(self.source, problem)
         return count
 
-    @property
-    def scenes_available(self) -> int:
-        """Qualifying scenes the split rule collected (train + test)."""
-        import h5py
-
-        with h5py.File(self.cache, "r") as f:
-            return int(f.attrs["count"])
-
     def __len__(self) -> int:
         return self.stop - self.start
 
