@@ -56,14 +56,14 @@ def build_dataset(name: str, split: str = "train", *, root: str | os.PathLike | 
         **kwargs: passed to the dataset class.
     """
     splits = {"records": split_records, "train_scenes": split_train, "test_scenes": split_test}
-    records = name in ("clevr6",) or (name == "tetrominoes" and root is not None)
-    if not records:
+    reads_records = name == "clevr6" or (name == "tetrominoes" and root is not None)
+    if not reads_records:
         given = [f"split_{k.split('_')[0]}" for k, v in splits.items() if v is not None]
         if given:
             raise ValueError(f"{', '.join(given)}: split sizes apply to the DeepMind records (clevr6, tetrominoes "
                              f"read from files), not to {name!r}" + (" (use train_length/test_length)"
                                                                     if name in DEFAULT_LENGTHS else ""))
-    if resize not in (None, "smooth") and not (records or name == "tetrominoes"
+    if resize not in (None, "smooth") and not (reads_records or name == "tetrominoes"
                                                or (name == "mnist_hard" and is_mist_dir(root))):
         raise ValueError(f"resize {resize!r}: {name!r} resizes smoothly only (nearest: tetrominoes, clevr6, "
                          "the published MNIST-Hard files)")
