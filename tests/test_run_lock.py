@@ -152,6 +152,8 @@ def test_lock_is_reentrant_in_one_process_and_tidies_a_directory_it_created(tmp_
     with hold_run_lock(run):
         pass
     assert sorted(os.listdir(run)) == ["notes.txt", LOCK_FILENAME]
+    with hold_run_lock(run, enabled=False):  # a distributed run's non-writing process
+        assert probe(run) == "free"
 
 
 def test_a_file_in_place_of_the_run_directory(tmp_path, capsys):

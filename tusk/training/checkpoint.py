@@ -70,7 +70,7 @@ def _with_crcs():
     (``torch.utils.serialization.config.save.compute_crc32``); a tusk checkpoint always has them."""
     try:
         from torch.utils.serialization import config
-    except ImportError:  # torch < 2.5 always computes them
+    except ImportError:  # older torch has no such setting and always computes them
         return contextlib.nullcontext()
     return config.patch({"save.compute_crc32": True})
 

@@ -56,18 +56,23 @@ _guard = threading.Lock()
 
 
 @contextlib.contextmanager
-def hold_run_lock(run_dir: str | os.PathLike) -> Iterator[str]:
+def hold_run_lock(run_dir: str | os.PathLike, *, enabled: bool = True) -> Iterator[str]:
     """Hold the lock of ``run_dir`` (created if missing) for the ``with`` block; yields the lock
     file's path.
 
     Re-entrant within a process. A directory this call created and that holds nothing but the
     lock file on release (a run that failed before writing anything) is removed again.
+    ``enabled=False`` makes it a no-op: the processes of a distributed run that do not write the
+    run directory must not take the lock their writer holds.
 
     Raises:
         RunLockError: another process holds the lock.
         NotADirectoryError: ``run_dir`` exists and is not a directory.
     """
     directory = os.path.realpath(os.fspath(run_dir))
+    if not enabled:
+        yield os.path.join(directory, LOCK_FILENAME)
+        return
     with _guard:
         held = _held.get(directory)
         if held is not None:
@@ -128,11 +133,11 @@ def _release(directory: str, held: _Held) -> None:
     if held.fd is None:
         return
     try:
-        if held.created_directory and os.listdir(directory) == [LOCK_FILENAME]:
-            # Nothing was written: leave no empty run behind. Unlinking before unlocking is
-            # what makes this safe against a process that opened the file meanwhile (_acquire
-            # checks it still locked the file at the path).
-            with contextlib.suppress(OSError):
+        # Nothing was written: leave no empty run behind. Unlinking before unlocking is what
+        # makes this safe against a process that opened the file meanwhile (_acquire checks
+        # that it locked the file still at the path).
+        with contextlib.suppress(OSError):
+            if held.created_directory and os.listdir(directory) == [LOCK_FILENAME]:
                 os.remove(os.path.join(directory, LOCK_FILENAME))
                 os.rmdir(directory)
     finally:
