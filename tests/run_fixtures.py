@@ -1,4 +1,6 @@
 """A tiny training run (a fraction of a second on one thread) shared by the run-directory tests."""
+import pytest
+import torch
 import yaml
 
 from tusk.cli import main
@@ -23,9 +25,19 @@ def write_tiny_config(directory, **sections) -> str:
 
 
 def train_tiny(directory, run_name: str = "run", *extra: str) -> str:
-    """Train the tiny config into ``directory/run_name`` with ``tusk train``; returns the run directory."""
+    """Train the tiny config into ``directory/run_name`` with ``tusk train`` on the reference ops
+    and one thread (module-scoped fixtures run before the tests' own settings); returns the run
+    directory."""
     run = directory / run_name
-    assert main(["train", "--config", write_tiny_config(directory), "--out", str(run), "--quiet", *extra]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: see test_train.py
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("TUSK_BACKEND", "reference")
+            argv = ["train", "--config", write_tiny_config(directory), "--out", str(run), "--quiet", *extra]
+            assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
     return str(run)
 
 

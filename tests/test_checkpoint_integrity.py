@@ -30,9 +30,7 @@ def _setup(monkeypatch):
 @pytest.fixture(scope="module")
 def pristine_run(tmp_path_factory):
     """One tiny trained run, copied by :func:`run_copy` for each test that damages it."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TUSK_BACKEND", "reference")
-        return train_tiny(tmp_path_factory.mktemp("pristine"))
+    return train_tiny(tmp_path_factory.mktemp("pristine"))
 
 
 @pytest.fixture

@@ -25,9 +25,7 @@ def _setup(monkeypatch):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TUSK_BACKEND", "reference")
-        return train_tiny(tmp_path_factory.mktemp("detect"))
+    return train_tiny(tmp_path_factory.mktemp("detect"))
 
 
 @pytest.mark.parametrize("mode", ["I;16", "I;16B"])
