@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -20,7 +22,14 @@ from .model.tps import TpsParams
 
 
 class ConfigError(ValueError):
-    """A config file is missing, unreadable or holds bad values."""
+    """A config file is missing, unreadable or holds bad values.
+
+    ``key``: the dotted key at fault (``train.lr``), when one is.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 #: The official code's first, mild warp of every training image (an augmentation applied to
@@ -71,13 +80,15 @@ class DataConfig:
         from .data.record_splits import PROTOCOLS
 
         if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"data.protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+            raise ConfigError(f"data.protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}",
+                              key="data.protocol")
         if self.resize is not None and self.resize not in RESIZE_MODES:
-            raise ConfigError(f"data.resize must be one of {', '.join(RESIZE_MODES)} or null, got {self.resize!r}")
+            raise ConfigError(f"data.resize must be one of {', '.join(RESIZE_MODES)} or null, got {self.resize!r}",
+                              key="data.resize")
         for name in ("split_records", "split_train", "split_test"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ConfigError(f"data.{name} must be >= 1, got {value}")
+                raise ConfigError(f"data.{name} must be >= 1, got {value}", key=f"data.{name}")
 
 
 @dataclass
@@ -158,6 +169,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
+        from .config_checks import check_values
+
+        check_values(self)
         self.data.validate()
         try:
             self.model.validate()
@@ -187,13 +201,13 @@ class Config:
 def _build(cls, values: Any, where: str):
     """Instantiate dataclass ``cls`` from a mapping, recursing into dataclass-typed fields."""
     if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}", key=where or None)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
-                          f"known: {', '.join(sorted(fields))}")
+                          f"known: {', '.join(sorted(fields))}", key=prefix + unknown[0])
     kwargs = {}
     for key, value in values.items():
         nested = _NESTED.get((cls, key))
@@ -203,7 +217,7 @@ def _build(cls, values: Any, where: str):
         elif key == "prototype_betas":
             if not (isinstance(value, (list, tuple)) and len(value) == 2
                     and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-                raise ConfigError(f"{path} must be a pair of numbers, got {value!r}")
+                raise ConfigError(f"{path} must be a pair of numbers, got {value!r}", key=path)
             kwargs[key] = tuple(float(v) for v in value)
         else:
             kwargs[key] = _check_type(value, fields[key].type, path)
@@ -214,6 +228,9 @@ def _build(cls, values: Any, where: str):
 
 
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
+#: Floats PyYAML (YAML 1.1) reads as strings: ``1e-3`` (it wants ``1.0e-3``) and ``nan``/``inf``
+#: (it wants ``.nan``/``.inf``; the value rules then refuse them with a clear message).
+_STRING_FLOAT = re.compile(r"[-+]?((\d+\.?\d*|\.\d+)[eE][-+]?\d+|nan|inf|infinity)", re.IGNORECASE)
 
 
 def _check_type(value: Any, annotation: str, path: str) -> Any:
@@ -222,7 +239,7 @@ def _check_type(value: Any, annotation: str, path: str) -> Any:
     if value is None:
         if "None" in kinds:
             return None
-        raise ConfigError(f"{path} must not be empty (expected {annotation})")
+        raise ConfigError(f"{path} must not be empty (expected {annotation})", key=path)
     for kind in kinds:
         expected = _SCALARS.get(kind)
         if expected is bool and isinstance(value, bool):
@@ -231,9 +248,11 @@ def _check_type(value: Any, annotation: str, path: str) -> Any:
             return value
         if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if expected is float and isinstance(value, str) and _STRING_FLOAT.fullmatch(value.strip()):
+            return float(value)
         if expected is str and isinstance(value, str):
             return value
-    raise ConfigError(f"{path} must be {annotation.replace('None', 'null')}, got {value!r}")
+    raise ConfigError(f"{path} must be {annotation.replace('None', 'null')}, got {value!r}", key=path)
 
 
 _NESTED = {
@@ -259,11 +278,13 @@ def packaged_configs() -> list[str]:
     return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_config(name_or_path: str | os.PathLike) -> Config:
-    """Load a packaged config by name, or a YAML file by path.
+def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> Config:
+    """Load a packaged config by name, or a YAML file by path, then apply ``overrides``
+    (``"train.batch_size=16"``, see :mod:`tusk.config_overrides`) and validate the result.
 
     Raises:
-        ConfigError: no such name/file, invalid YAML, unknown keys or bad values.
+        ConfigError: no such name/file, invalid YAML, unknown keys or bad values; the message
+            starts with the file, or with the override when the bad key is overridden.
     """
     text_name = os.fspath(name_or_path)
     if os.path.isfile(text_name):
@@ -283,10 +304,16 @@ def load_config(name_or_path: str | os.PathLike) -> Config:
         values = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: invalid YAML ({err})") from None
+    if overrides:
+        from .config_overrides import override_values
+
+        values = override_values(values, overrides, source)
     try:
         return config_from_dict(values)
     except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+        from .config_overrides import blame
+
+        raise ConfigError(f"{blame(err, overrides) or source}: {err}", key=err.key) from None
 
 
 def save_config(config: Config, path: str | os.PathLike, *, comment: str | None = None) -> None:

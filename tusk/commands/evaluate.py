@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "and write them to RUN_DIR/eval.json (or --out); the task metrics' "
                                         "figures go to RUN_DIR/eval/.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `tusk train`")
-    parser.add_argument("--data-dir", help="directory holding the dataset files (overrides the stored one)")
+    parser.add_argument("--data-dir", help="directory holding the dataset files, or for mnist_hard an npz of "
+                                           "digits (overrides the stored one)")
     parser.add_argument("--images", type=int, help="score the first N test images (default: the whole test split)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto, the GPU when there is one)")
     parser.add_argument("--out", help="metrics JSON file (default: RUN_DIR/eval.json)")
@@ -46,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(requested)
     model.to(device)
     if args.data_dir:
-        config.data.root = args.data_dir
+        from .data_dir import check_data_dir
+
+        config.data.root = check_data_dir(args.data_dir, config.data.dataset)
     source = config_source(config.data)
     print(f"tusk: {source_line(source)}", file=sys.stderr)
     test_set = build_dataset(config.data, "test")
