@@ -36,7 +36,7 @@ def test_train_and_eval_on_the_published_layout(tmp_path, mist_dir, capsys):
     config.write_text(yaml.safe_dump(TINY_MNIST_HARD))
     run = tmp_path / "run"
     assert main(["train", "--config", str(config), "--data-dir", str(mist_dir), "--steps", "2",
-                 "--out", str(run), "--quiet"]) == 0
+                 "--out", str(run)]) == 0
     err = capsys.readouterr().err
     assert f"data source: published MNIST-Hard files (MIST release) in {mist_dir}" in err
     if not torch.cuda.is_available():
@@ -69,8 +69,10 @@ def test_generated_scenes_say_so(tmp_path, capsys):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
-    assert main(["train", "--config", str(path), "--out", str(run), "--quiet", "--device", "cpu"]) == 0
+    assert main(["train", "--config", str(path), "--out", str(run), "--device", "cpu"]) == 0
     assert "not the paper's benchmark" in capsys.readouterr().err
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""  # --quiet: the source is in config.yaml and metrics.json only
     header = (run / "config.yaml").read_text().splitlines()[0]
     assert header.startswith("# data source: generated MNIST-Hard scenes") and str(digits) in header
     assert json.loads((run / "metrics.json").read_text())["data_source"]["kind"] == "generated"

@@ -117,7 +117,7 @@ def test_data_dir_accepts_an_npz_of_digits_for_mnist_hard(tmp_path, capsys):
                                      "--out", str(run), "--quiet", *tiny])
     assert status == 0, err
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["root"] == str(digits)
-    assert main(["eval", str(run), "--data-dir", str(digits), "--images", "4"]) == 0
+    assert main(["eval", str(run), "--data-dir", str(digits), "--images", "4", "--quiet"]) == 0
     # A file is refused for a dataset that reads a directory, and a missing path for any.
     status, err = cli_error(capsys, ["train", "--config", "celeba", "--data-dir", str(digits)])
     assert_one_line_error(status, err, f"--data-dir {digits} is a file; dataset celeba reads a directory")

@@ -8,9 +8,9 @@ import torch
 AUTO = "auto"
 
 
-def resolve_device(name: str | torch.device | None) -> torch.device:
-    """``"auto"`` (or None) -> ``cuda`` when available, else ``cpu`` with one line on stderr;
-    anything else -> ``torch.device(name)``.
+def resolve_device(name: str | torch.device | None, *, announce: bool = True) -> torch.device:
+    """``"auto"`` (or None) -> ``cuda`` when available, else ``cpu`` with one line on stderr
+    (unless ``announce`` is False: ``--quiet``); anything else -> ``torch.device(name)``.
 
     Raises:
         ValueError: a name torch does not parse.
@@ -18,7 +18,8 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     if name is None or str(name) == AUTO:
         if torch.cuda.is_available():
             return torch.device("cuda")
-        print("tusk: device auto: no CUDA GPU visible, running on the CPU", file=sys.stderr)
+        if announce:
+            print("tusk: device auto: no CUDA GPU visible, running on the CPU", file=sys.stderr)
         return torch.device("cpu")
     try:
         return torch.device(name)

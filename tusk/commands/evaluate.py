@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--images", type=int, help="score the first N test images (default: the whole test split)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto, the GPU when there is one)")
     parser.add_argument("--out", help="metrics JSON file (default: RUN_DIR/eval.json)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no notes on stderr")
     parser.set_defaults(func=run)
 
 
@@ -44,14 +44,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--images must be >= 1, got {args.images}")
     requested = parse_device(args.device, "auto")
     config, model, _ = load_run(args.run_dir)  # on the CPU: a bad run directory fails first
-    device = resolve_device(requested)
+    device = resolve_device(requested, announce=not args.quiet)
     model.to(device)
     if args.data_dir:
         from .data_dir import check_data_dir
 
         config.data.root = check_data_dir(args.data_dir, config.data.dataset)
     source = config_source(config.data)
-    print(f"tusk: {source_line(source)}", file=sys.stderr)
+    if not args.quiet:  # eval.json states it in any case
+        print(f"tusk: {source_line(source)}", file=sys.stderr)
     test_set = build_dataset(config.data, "test")
     count = len(test_set) if args.images is None else min(args.images, len(test_set))
     with ops.use_backend(config.train.backend):

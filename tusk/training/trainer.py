@@ -106,7 +106,7 @@ class Trainer:
             raise ValueError("a config is required unless resuming")
         config.validate()
         self.config = config
-        self.device = resolve_device(config.train.device)
+        self.device = resolve_device(config.train.device, announce=progress)
         self.model = build_model(config, self.device)
         self.optimizer = torch.optim.Adam(
             list(self.model.encoder.parameters()) + list(self.model.decoder.parameters()), lr=config.train.lr)
@@ -245,7 +245,8 @@ class Trainer:
         os.makedirs(os.path.join(self.run_dir, "images"), exist_ok=True)
         source = source_line(self.data_source)
         save_config(cfg, os.path.join(self.run_dir, "config.yaml"), comment=source)
-        print(f"tusk: {source}", file=sys.stderr)
+        if self.progress:  # --quiet: config.yaml, metrics.json and TensorBoard still say it
+            print(f"tusk: {source}", file=sys.stderr)
         self.writer.add_text("data/source", source, self.step)
         panel_images = next(first_items(self.test_set, PANEL_IMAGES))["image"].to(self.device)
         with ops.use_backend(cfg.train.backend):
