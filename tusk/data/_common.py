@@ -114,7 +114,7 @@ def check_resize(resize: str | None) -> str:
 @functools.lru_cache(maxsize=64)
 def _legacy_nearest_index(n_in: int, n_out: int) -> np.ndarray:
     # Read off torch's own index computation (float32 scale), so boundary cases agree exactly.
-    ramp = torch.arange(n_in, dtype=torch.float64).view(1, 1, n_in)
+    ramp = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)  # exact below 2**24 pixels
     return F.interpolate(ramp, size=n_out, mode="nearest")[0, 0].numpy().astype(np.int64)
 
 
