@@ -25,6 +25,29 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+
+def _inductor_cache_dir() -> str:
+    """A compile cache private to this checkout's op definitions.
+
+    Inductor's on-disk cache (one directory per user by default) does not key its entries on the
+    schemas of custom ops: a graph compiled against an older ``tusk::detect_keypoints`` (say, with
+    fewer arguments) was replayed against the new one and failed ``test_compile_fullgraph``. The
+    directory name hashes the schema table and the Python op wrappers, so checkouts (or commits)
+    that define the ops differently never share compiled graphs.
+    """
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha1()
+    for path in sorted([root / "csrc" / "schemas.h", *(root / "tusk" / "ops").rglob("*.py")]):
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return str(root / "build" / f"torchinductor-{digest.hexdigest()[:12]}")
+
+
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", _inductor_cache_dir())
+
 HAS_GPU = torch.cuda.is_available()
 needs_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA GPU")
 #: The Triton kernels run on CPU tensors: interpreter on (set above or by the user) and triton
