@@ -7,7 +7,8 @@
 //  1. nms_rowmax      separable max filter, horizontal half: row maxima over the clipped
 //                     window, one thread per pixel (coalesced; the 2r+1 reads hit L1).
 //  2. peak            vertical half: one block per tile of up to 2048 consecutive pixels writes
-//                     the peak flags and the tile's peak count.
+//                     the peak flags (with the strict / border / valid-size options) and the
+//                     tile's peak count.
 //  3. tile_topk       one block per tile: when the image has >= K peaks (the usual case) only
 //                     peaks can be selected, so the tile gathers just its peaks (~1/nms^2 of its
 //                     pixels), else all its pixels; their (peak, score, index) keys (tusk/topk.h)
@@ -29,6 +30,7 @@
 #include "sorting.cuh"
 #include "tusk/bilinear.h"
 #include "tusk/cuda/detect_keypoints.h"
+#include "tusk/peak_rule.h"
 #include "tusk/softargmax.h"
 #include "tusk/topk.h"
 
@@ -51,12 +53,18 @@ __global__ void nms_rowmax_kernel(const scalar_t* __restrict__ scores, acc_t<sca
 }
 
 // ---- 2. vertical max: peak flags and peak counts per tile ----------------------------------------
+// The peak rule's options (tusk/peak_rule.h, reference.peak_mask): a peak must lie in its image's
+// PeakRegion, and with `strict` be greater than every other pixel of its clipped window: the
+// maximum over the other rows comes from the row maxima, that over the other pixels of its own
+// row is read directly (2r more loads, only for the candidates that equal the window maximum).
 // Launched with up to 1024 threads (SortPlan::threads): the bound keeps registers <= 64.
 template <typename scalar_t>
 __global__ void __launch_bounds__(1024) peak_kernel(const scalar_t* __restrict__ scores,
                                                     const acc_t<scalar_t>* __restrict__ rowmax,
                                                     int64_t batch, int64_t height, int64_t width,
-                                                    int64_t radius, SortPlan plan,
+                                                    int64_t radius, bool strict, int64_t border,
+                                                    const int64_t* __restrict__ image_size,
+                                                    SortPlan plan,
                                                     uint8_t* __restrict__ is_peak,
                                                     int64_t* __restrict__ tile_peaks) {
   __shared__ int64_t scratch[kWarp];
@@ -64,6 +72,8 @@ __global__ void __launch_bounds__(1024) peak_kernel(const scalar_t* __restrict__
   for (int64_t block = blockIdx.x; block < batch * plan.tiles; block += gridDim.x) {
     const int64_t b = block / plan.tiles, tile = block % plan.tiles;
     const acc_t<scalar_t>* rm = rowmax + b * pixels;
+    const scalar_t* s = scores + b * pixels;
+    const PeakRegion region = peak_region(border, image_size, b, height, width);
     int64_t count = 0;
     for (int64_t i = threadIdx.x; i < plan.tile; i += blockDim.x) {
       const int64_t p = tile * plan.tile + i;
@@ -73,7 +83,25 @@ __global__ void __launch_bounds__(1024) peak_kernel(const scalar_t* __restrict__
       const int64_t hi = min_value<int64_t>(y + radius, height - 1);
       acc_t<scalar_t> pooled = rm[p];
       for (int64_t yi = lo; yi <= hi; ++yi) pooled = max_propagate_nan(pooled, rm[yi * width + x]);
-      const bool peak = load(scores + b * pixels + p) == pooled;  // NaN: never a peak
+      const acc_t<scalar_t> value = load(s + p);
+      bool peak = value == pooled && region.contains(x, y);  // NaN: never a peak
+      if (strict && peak) {
+        acc_t<scalar_t> others = -INFINITY;
+        bool any = false;
+        for (int64_t yi = lo; yi <= hi; ++yi) {
+          if (yi == y) continue;
+          others = max_propagate_nan(others, rm[yi * width + x]);
+          any = true;
+        }
+        const int64_t x0 = max_value<int64_t>(x - radius, 0);
+        const int64_t x1 = min_value<int64_t>(x + radius, width - 1);
+        for (int64_t xi = x0; xi <= x1; ++xi) {
+          if (xi == x) continue;
+          others = max_propagate_nan(others, load(s + y * width + xi));
+          any = true;
+        }
+        peak = !any || value > others;  // alone in its window: a peak (not NaN, checked above)
+      }
       is_peak[b * pixels + p] = peak ? 1 : 0;
       count += peak ? 1 : 0;
     }
@@ -354,11 +382,13 @@ extern "C" size_t tusk_detect_keypoints_workspace_bytes(tusk_dtype dtype, int64_
 extern "C" cudaError_t tusk_detect_keypoints_forward(tusk_dtype dtype, const void* scores,
                                                      int64_t batch, int64_t height, int64_t width,
                                                      int64_t k, int64_t nms_size, int64_t window,
-                                                     double temperature, void* xy, void* score,
+                                                     double temperature, int strict,
+                                                     int64_t border, const int64_t* image_size,
+                                                     void* xy, void* score,
                                                      bool* is_peak, int64_t* index,
                                                      void* workspace, cudaStream_t stream) {
   if (!forward_args_ok(batch, height, width, k) || nms_size < 1 || window < 1 ||
-      !(temperature > 0)) {
+      !(temperature > 0) || border < 0) {
     return cudaErrorInvalidValue;
   }
   if (batch == 0) return cudaSuccess;
@@ -377,7 +407,8 @@ extern "C" cudaError_t tusk_detect_keypoints_forward(tusk_dtype dtype, const voi
     const unsigned blocks = static_cast<unsigned>(min_value<int64_t>(batch * plan.tiles, kMaxBlocks));
     const unsigned threads = static_cast<unsigned>(plan.threads);
     peak_kernel<scalar_t><<<blocks, threads, 0, stream>>>(s, rowmax, batch, height, width, radius,
-                                                         plan, ws.is_peak, ws.tile_peaks);
+                                                         strict != 0, border, image_size, plan,
+                                                         ws.is_peak, ws.tile_peaks);
     tile_topk_kernel<scalar_t><<<blocks, threads, plan.tile * sizeof(TopKey), stream>>>(
         s, ws.is_peak, ws.tile_peaks, batch, pixels, k, plan, ws.keys[0], ws.valid[0]);
     TopKey* buffers[2] = {ws.keys[0], ws.keys[1]};
