@@ -62,6 +62,10 @@ def sample_inputs(device, dtype):
         (rand(1, 1, 1), 1, dict(nms_size=3, strict=True), True),  # alone in its window: a strict peak
         (rand(1, 70, 50), 40, dict(nms_size=5, strict=True, border=3, peak_threshold=0.3), True),  # strips
         (torch.full((1, 4, 5), 0.5, device=device, dtype=dtype), 20, dict(nms_size=3, strict=True), False),
+        # A few more slots than peaks (the C++ keeps the fillers in a heap), then fill=False.
+        (_bumps(2, 30, 40, [(5, 5), (30, 20), (20, 10)], dtype, device), 40, dict(nms_size=9, window=3), True),
+        (rand(2, 9, 11), 60, dict(nms_size=3, strict=True, border=1, fill=False), True),
+        (rand(1, 70, 50), 800, dict(nms_size=5, window=3, fill=False), True),  # strips; pixel 0 in the rest
     ]
 
 
@@ -85,7 +89,7 @@ class TestDetectKeypoints:
         for scores, k, kw, _ in sample_inputs("cpu", dtype):
             maps = _as_maps(scores).contiguous()
             nms, window = kw.get("nms_size", 3), kw.get("window", kw.get("nms_size", 3))
-            options = {name: kw[name] for name in ("strict", "border", "image_size") if name in kw}
+            options = {name: kw[name] for name in ("strict", "border", "image_size", "fill") if name in kw}
             if "image_size" in options:
                 options["image_size"] = options["image_size"].long()
             _, _, is_peak, index = torch.ops.tusk.detect_keypoints(maps, k, nms, window, 0.2, **options)
@@ -156,6 +160,7 @@ class TestDetectKeypoints:
         maps = torch.rand(2, 9, 11, device=device, dtype=dtype, requires_grad=True)
         image_size = torch.tensor([[9, 7], [11, 9]], device=device)
         torch.library.opcheck(namespace.detect_keypoints.default, (maps, 4, 5, 3, 0.2, True, 2, image_size))
+        torch.library.opcheck(namespace.detect_keypoints.default, (maps, 50, 3, 3, 0.2, True, 1, None, False))
 
     def test_compile_fullgraph(self, target):
         device, backend = target
@@ -312,6 +317,7 @@ class TestDetectKeypoints:
             (torch.zeros(2, 4, 4), 1, {"peak_threshold": torch.zeros(2, 1)}, ValueError, "peak_threshold"),
             (torch.zeros(1, 4, 4), 1, {"peak_threshold": torch.tensor([True])}, TypeError, "peak_threshold"),
             (torch.zeros(1, 4, 4), 1, {"return_index": "yes"}, TypeError, "return_index"),
+            (torch.zeros(1, 4, 4), 1, {"fill": 0}, TypeError, "fill"),
             (torch.zeros(1, 4, 4), 1, {"backend": "nope"}, ValueError, "backend"),
         ],
     )
@@ -405,6 +411,25 @@ class TestDetectKeypoints:
         top = scores.flatten(1).gather(1, exact.index)[:, 0]
         assert not bool(detect_keypoints(scores, 1, nms_size=3, strict=True, peak_threshold=top, backend=backend)
                         .valid.any())
+
+    def test_fill_false_puts_pixel_zero_past_the_peaks(self, target):
+        device, backend = target
+        scores = torch.rand(2, 10, 12, device=device, requires_grad=True)
+        filled = detect_keypoints(scores, 100, nms_size=5, strict=True, return_index=True, backend=backend)
+        bare = detect_keypoints(scores, 100, nms_size=5, strict=True, fill=False, return_index=True, backend=backend)
+        assert torch.equal(bare.valid, filled.valid) and bool((~bare.valid).any())
+        assert torch.equal(bare.index[bare.valid], filled.index[filled.valid])
+        assert torch.equal(bare.xy[bare.valid], filled.xy[filled.valid])
+        assert not bool(bare.index[~bare.valid].any())  # pixel 0
+        # ... refined as a slot at pixel 0 would be, and differentiated the same way.
+        expected = soft_argmax(scores.detach(), torch.zeros(2, 1, dtype=torch.long, device=device), 5, 0.2)
+        assert_close(bare.xy[~bare.valid].reshape(-1, 2), expected[:, 0].repeat_interleave((~bare.valid).sum(1), 0))
+        cotangent = torch.randn_like(bare.xy)
+        grad = torch.autograd.grad(bare.xy, scores, cotangent)[0]
+        expected_grad = torch.autograd.grad(
+            detect_keypoints(scores, 100, nms_size=5, strict=True, fill=False, backend="reference").xy, scores,
+            cotangent)[0]
+        assert_close(grad, expected_grad, scale=2.0)
 
     def test_return_index_is_the_window_centre(self, target):
         device, backend = target

@@ -101,6 +101,8 @@ def detect_cases(g):
         Case("2x7x9-strict-nms5-sizes-threshold", {"scores": _uniform(g, 2, 7, 9)}, ("scores",),
              {"k": 3, "nms_size": 5, "strict": True, "border": 2, "image_size": torch.tensor([[9, 6], [7, 7]]),
               "peak_threshold": 0.3}),
+        Case("2x6x7-fill-false", {"scores": _uniform(g, 2, 6, 7)}, ("scores",),
+             {"k": 20, "nms_size": 3, "strict": True, "fill": False}),
     ]
 
 

@@ -18,7 +18,7 @@ void check_windows(int64_t nms_size, int64_t window, double temperature) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> detect_keypoints_cuda(
     const at::Tensor& scores_in, int64_t k, int64_t nms_size, int64_t window, double temperature,
-    bool strict, int64_t border, const std::optional<at::Tensor>& image_size_in) {
+    bool strict, int64_t border, const std::optional<at::Tensor>& image_size_in, bool fill) {
   check_input(scores_in, "scores", 3);
   const int64_t batch = scores_in.size(0), height = scores_in.size(1), width = scores_in.size(2);
   TORCH_CHECK(height >= 1 && width >= 1, "scores must have H, W >= 1, got ", scores_in.sizes());
@@ -50,6 +50,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> detect_keypoints_cuda
   TUSK_CUDA_CHECK(tusk_detect_keypoints_forward(
       dtype, scores.data_ptr(), batch, height, width, k, nms_size, window, temperature,
       strict ? 1 : 0, border, image_size.defined() ? image_size.data_ptr<int64_t>() : nullptr,
+      fill ? 1 : 0,
       xy.data_ptr(), score.data_ptr(), is_peak.data_ptr<bool>(), index.data_ptr<int64_t>(),
       scratch.data_ptr(), current_stream()));
   return {xy, score, is_peak, index};

@@ -52,6 +52,15 @@ def _slots(wanted: int, height: int, width: int, radius: int) -> int:
     return max(1, min(wanted, max_strict_peaks(height, width, radius), height * width))
 
 
+def _detect_every_peak(scores: torch.Tensor, most: int, radius: int, **options):
+    """detect_keypoints with a slot for every strict peak (at most ``most``): K is the most peaks
+    the map can hold, and ``fill=False`` makes the slots past the actual peaks cost nothing (no
+    selection of non-peak fillers over the whole map)."""
+    height, width = scores.shape[-2:]
+    return detect_keypoints(scores, _slots(most, height, width, radius), window=1, strict=True, border=radius,
+                            fill=False, return_index=True, **options)
+
+
 def _window_offsets(radius: int, width: int, device: torch.device) -> torch.Tensor:
     """``[(2r+1)^2]`` flat offsets ``dy * W + dx``, row-major (``nn.Unfold``'s and ``hw_grid``'s order)."""
     steps = torch.arange(-radius, radius + 1, device=device)
@@ -113,37 +122,47 @@ class DKD(torch.nn.Module):
         coord_dtype = torch.promote_types(scores_map.dtype, torch.float32)
         wh = torch.tensor([width - 1, height - 1], device=scores_map.device, dtype=coord_dtype)
         kept = self._select(scores_map, image_size)
-        keypoints, kptscores, dispersities, affines = [], [], [], []
-        offsets = _window_offsets(self.radius, width, scores_map.device)
-        for b, index in enumerate(kept):
-            pixels = torch.stack((index % width, torch.div(index, width, rounding_mode="trunc")), dim=1)
-            if sub_pixel:
-                # kornia's refinement, on the windows gathered at the kept maxima (all lie >= radius
-                # px inside the map, so no window is clipped) instead of unfolded everywhere.
-                patch = scores_map[b, 0].reshape(-1)[index[:, None] + offsets]  # [N, (2r+1)^2]
+        counts = [len(index) for index in kept]
+        # One gather and one grid_sample for the whole batch (their backward writes one dense
+        # gradient, not one per image); the arithmetic per keypoint stays kornia's, per image.
+        index = torch.cat(kept)
+        image = torch.repeat_interleave(torch.arange(batch, device=index.device),
+                                        torch.tensor(counts, device=index.device))
+        pixels = torch.stack((index % width, torch.div(index, width, rounding_mode="trunc")), dim=1)
+        keypoints, dispersities, affines = [], [], []
+        if sub_pixel:
+            # The windows at the kept maxima (all >= radius px inside the map, so none is clipped)
+            # instead of kornia's unfold of every pixel's window.
+            offsets = _window_offsets(self.radius, width, scores_map.device)
+            patches = scores_map.reshape(batch, -1)[image[:, None], index[:, None] + offsets]
+            for patch, pixel in zip(patches.split(counts), pixels.split(counts)):
                 max_v = patch.max(dim=1).values.detach()[:, None]
                 x_exp = ((patch - max_v) / self.temperature).exp()
                 x_sum = x_exp.sum(dim=1, keepdim=True)
                 xy_residual = x_exp @ self.hw_grid / x_sum
                 dist2 = torch.norm((self.hw_grid[None, :, :] - xy_residual[:, None, :]) / self.radius, dim=-1) ** 2
-                dispersity = (x_exp * dist2).sum(dim=1) / x_exp.sum(dim=1)
-                xy = (pixels.to(coord_dtype) + xy_residual) / wh * 2 - 1
+                dispersities.append((x_exp * dist2).sum(dim=1) / x_exp.sum(dim=1))
+                keypoints.append((pixel.to(coord_dtype) + xy_residual) / wh * 2 - 1)
                 if return_affine:
                     from kornia.feature.aliked.aliked import _affine_from_cov
 
                     weights = x_exp / x_sum
                     delta = self.hw_grid[None] - xy_residual[:, None]
                     affines.append(_affine_from_cov(torch.einsum("ni,nij,nik->njk", weights, delta, delta)))
-            else:
-                xy = pixels.to(coord_dtype) / wh * 2 - 1
-                if return_affine:
-                    affines.append(torch.eye(2, device=scores_map.device, dtype=scores_map.dtype)
-                                   .unsqueeze(0).expand(len(index), -1, -1))
-            score = F.grid_sample(scores_map[b].unsqueeze(0), xy.view(1, 1, -1, 2).to(scores_map.dtype),
-                                  mode="bilinear", align_corners=True)[0, 0, 0, :]
-            keypoints.append(xy)
-            kptscores.append(score)
-            dispersities.append(dispersity if sub_pixel else torch.zeros_like(score))
+        else:
+            keypoints = list((pixels.to(coord_dtype) / wh * 2 - 1).split(counts))
+            if return_affine:
+                affines = [torch.eye(2, device=scores_map.device, dtype=scores_map.dtype).unsqueeze(0).expand(n, -1, -1)
+                           for n in counts]
+        # Bilinear scores at the keypoints; each point is read on its own, so padding the grid to
+        # the largest count changes no value.
+        grid = scores_map.new_zeros((batch, 1, max(counts, default=0), 2))
+        for b, xy in enumerate(keypoints):
+            grid[b, 0, : counts[b]] = xy.to(scores_map.dtype)
+        scores = F.grid_sample(scores_map, grid, mode="bilinear", align_corners=True)[:, 0, 0, :]
+        kptscores = [scores[b, : counts[b]] for b in range(batch)]
+        if not sub_pixel:
+            dispersities = [torch.zeros_like(score) for score in kptscores]
         if return_affine:
             return keypoints, kptscores, dispersities, affines
         return keypoints, kptscores, dispersities
@@ -162,33 +181,30 @@ class DKD(torch.nn.Module):
             return [torch.zeros(0, dtype=torch.long, device=scores.device) for _ in range(batch)]
         else:
             size = None
-        threshold = mean = None
+        options = dict(nms_size=self.kernel_size, image_size=size)
         if self.top_k > 0:
-            k = _slots(self.top_k, height, width, radius)
-        else:
-            mean = scores.reshape(batch, -1).mean(dim=1)
-            # Above scores_th, or above the mean in an image with no maximum above scores_th: every
-            # such maximum is above min(scores_th, mean), and those above scores_th rank first.
-            threshold = mean.clamp(max=self.scores_th) if self.scores_th > 0 else mean
-            # One slot more than the cap tells whether the cap cut (kornia then orders by score).
-            k = _slots(self.n_limit + 1 if self.n_limit > 0 else height * width, height, width, radius)
-        det = detect_keypoints(scores, k, nms_size=self.kernel_size, window=1, strict=True, border=radius,
-                               image_size=size, peak_threshold=threshold, return_index=True)
+            det = detect_keypoints(scores, _slots(self.top_k, height, width, radius), window=1, strict=True,
+                                   border=radius, fill=False, return_index=True, **options)
+            return [det.index[b, det.valid[b]] for b in range(batch)]  # by descending score
+        mean = scores.reshape(batch, -1).mean(dim=1)
+        # Above scores_th, or above the mean in an image with no maximum above scores_th: every such
+        # maximum is above min(scores_th, mean), and those above scores_th rank first.
+        threshold = mean.clamp(max=self.scores_th) if self.scores_th > 0 else mean
+        # One slot more than the cap tells whether the cap cut (kornia then orders by score).
+        det = _detect_every_peak(scores, self.n_limit + 1 if self.n_limit > 0 else height * width, radius,
+                                 peak_threshold=threshold, **options)
         valid = det.valid
-        if threshold is not None and self.scores_th > 0:
+        if self.scores_th > 0:
             value = torch.gather(scores.reshape(batch, -1), 1, det.index)
             above = valid & (value > self.scores_th)
             valid = torch.where(above.any(dim=1, keepdim=True), above, valid & (value > mean[:, None]))
         kept = []
         for b in range(batch):
-            slots = valid[b].nonzero()[:, 0]  # rank order: descending score
-            index = det.index[b, slots]
-            if self.top_k <= 0:
-                if len(index) > self.n_limit:
-                    index = index[: self.n_limit]  # Python slicing, as kornia's (n_limit may be <= 0)
-                else:
-                    index = index.sort().values  # raster order
-            kept.append(index)
+            index = det.index[b, valid[b]]  # by descending score
+            if len(index) > self.n_limit:
+                kept.append(index[: self.n_limit])  # Python slicing, as kornia's (n_limit may be <= 0)
+            else:
+                kept.append(index.sort().values)  # raster order
         return kept
 
 
@@ -217,16 +233,22 @@ def heatmap_to_keypoints(
     if n is not None and n <= 0:  # kornia keeps none (an image with no maximum has none anyway)
         empty = torch.zeros(0, 2, dtype=torch.long, device=heatmap.device)
         return [Keypoints(empty, heatmap.new_zeros(0)) for _ in range(batch)]
-    wanted = height * width if n is None else n
     with torch.no_grad():
-        det = detect_keypoints(heatmap, _slots(wanted, height, width, radius), nms_size=window_size, window=1,
-                               strict=True, border=radius, peak_threshold=score_threshold, return_index=True)
-    keypoints = []
-    for b in range(batch):
-        index = det.index[b, det.valid[b]].sort().values  # the valid slots are the best n: raster order
-        xy = torch.stack((index % width, torch.div(index, width, rounding_mode="trunc")), dim=1)
-        keypoints.append(Keypoints(xy, heatmap[b, 0].reshape(-1)[index]))
-    return keypoints
+        if n is None:
+            det = _detect_every_peak(heatmap, height * width, radius, nms_size=window_size,
+                                     peak_threshold=score_threshold)
+        else:
+            det = detect_keypoints(heatmap, _slots(n, height, width, radius), nms_size=window_size, window=1,
+                                   strict=True, border=radius, peak_threshold=score_threshold, fill=False,
+                                   return_index=True)
+    kept = [det.index[b, det.valid[b]].sort().values for b in range(batch)]  # the best n, in raster order
+    counts = [len(index) for index in kept]
+    index = torch.cat(kept)
+    image = torch.repeat_interleave(torch.arange(batch, device=index.device), torch.tensor(counts, device=index.device))
+    # One gather for the batch: its backward writes one dense gradient, not one per image.
+    values = heatmap.reshape(batch, -1)[image, index].split(counts)
+    xys = torch.stack((index % width, torch.div(index, width, rounding_mode="trunc")), dim=1).split(counts)
+    return [Keypoints(xy, value) for xy, value in zip(xys, values)]
 
 
 def _disk_forward(
@@ -269,12 +291,13 @@ def xfeat_nms(x: torch.Tensor, threshold: float = 0.05, kernel_size: int = 5) ->
     batch, _, height, width = x.shape
     radius = kernel_size // 2
     with torch.no_grad():
-        det = detect_keypoints(x, _slots(height * width, height, width, radius), nms_size=kernel_size, window=1,
-                               strict=True, border=radius, peak_threshold=threshold, return_index=True)
+        det = _detect_every_peak(x, height * width, radius, nms_size=kernel_size, peak_threshold=threshold)
+    # The valid slots are each image's first ones (ranked by score, the threshold on the score):
+    # only the first `count` columns are sorted into raster order, the invalid ones last.
     pixels = height * width
-    keys = torch.where(det.valid, det.index, torch.full_like(det.index, pixels)).sort(dim=1).values
     count = int(det.valid.sum(dim=1).max())
-    keys = keys[:, :count]
+    valid, index = det.valid[:, :count], det.index[:, :count]
+    keys = torch.where(valid, index, torch.full_like(index, pixels)).sort(dim=1).values
     xy = torch.stack((keys % width, torch.div(keys, width, rounding_mode="trunc")), dim=-1)
     return torch.where((keys < pixels)[..., None], xy, torch.full_like(xy, -1))
 

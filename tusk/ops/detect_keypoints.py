@@ -53,6 +53,7 @@ def detect_keypoints(
     border: int = 0,
     image_size: torch.Tensor | None = None,
     peak_threshold: float | torch.Tensor | None = None,
+    fill: bool = True,
     return_index: bool = False,
     backend: str | None = None,
 ) -> Detections | IndexedDetections:
@@ -63,7 +64,8 @@ def detect_keypoints(
       other pixel of that window (plateaus and ties have no peak). Peaks closer than ``border``
       pixels to the edge of the image's valid part (``image_size``) are dropped.
     - **Top-K**: peaks by descending score, ties by lower flat index ``y*W + x``. With fewer than
-      ``k`` peaks the remaining slots take the best non-peak pixels and get ``valid=False``.
+      ``k`` peaks the remaining slots take the best non-peak pixels (``fill=False``: pixel 0) and
+      get ``valid=False``.
     - **Soft-argmax**: over the ``window`` x ``window`` neighbourhood inside the image,
       ``a = exp((s - s_max) / temperature)``, ``xy = p + sum(a * offset) / sum(a)``.
     - **score**: bilinear interpolation of ``scores`` at ``xy``.
@@ -97,6 +99,11 @@ def detect_keypoints(
             to it. Default: the whole map.
         peak_threshold: a number, or a ``[B]`` tensor (one per image), compared in the map's
             dtype: valid slots have ``scores[peak] > peak_threshold``.
+        fill: what the slots past an image's peaks hold: its best non-peak pixels (default; K
+            real positions, e.g. for a decoder that needs exactly K), or pixel 0 (``False``).
+            Choosing those non-peaks is a selection over the whole map, paid whenever there are
+            fewer peaks than slots; without it a generous ``k`` (threshold mode, "every peak")
+            costs little more than the peaks themselves.
         return_index: also return each slot's flat pixel index (:class:`IndexedDetections`).
         backend: ``auto|reference|cpp|cuda|triton`` (default: ``TUSK_BACKEND`` or ``auto``).
 
@@ -126,6 +133,7 @@ def detect_keypoints(
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
         raise TypeError(f"threshold must be a number or None, got {type(threshold).__name__}")
     check_bool("strict", strict)
+    check_bool("fill", fill)
     check_bool("return_index", return_index)
     border = check_int("border", border, minimum=0)
     if border > 2**31:  # any border beyond the map drops every peak; bounded for the kernels' int64 sums
@@ -137,11 +145,11 @@ def detect_keypoints(
     if name == "reference":
         xy, score, valid, index = reference.detect_keypoints(
             scores, k, nms_size=nms_size, window=window, temperature=temperature,
-            strict=strict, border=border, image_size=image_size, return_index=True,
+            strict=strict, border=border, image_size=image_size, fill=fill, return_index=True,
         )
     else:
         xy, score, valid, index = kernel_namespace(name).detect_keypoints(
-            scores.contiguous(), k, nms_size, window, temperature, strict, border, image_size
+            scores.contiguous(), k, nms_size, window, temperature, strict, border, image_size, fill
         )
     if threshold is not None:
         valid = valid & (score >= threshold)
@@ -192,7 +200,7 @@ def _check_peak_threshold(value: object, scores: torch.Tensor) -> float | torch.
 
 def _register_cpp() -> None:
     @torch.library.register_fake("tusk::detect_keypoints")
-    def _(scores, k, nms_size, window, temperature, strict=False, border=0, image_size=None):
+    def _(scores, k, nms_size, window, temperature, strict=False, border=0, image_size=None, fill=True):
         batch = scores.shape[0]
         return (
             scores.new_empty((batch, k, 2)),

@@ -82,12 +82,13 @@ def select_peaks(
     strict: bool = False,
     border: int = 0,
     image_size: torch.Tensor | None = None,
+    fill: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """NMS and top-K selection (piecewise constant: no gradient).
 
     Peaks are the pixels of :func:`peak_mask`. Slots are filled with peaks by descending score,
     ties by lower flat index ``y*W + x``; if there are fewer than ``k`` peaks the remaining slots
-    take the best non-peak pixels in the same order.
+    take the best non-peak pixels in the same order (``fill=True``), or pixel 0 (``fill=False``).
 
     Args:
         scores: ``[B, H, W]``.
@@ -103,7 +104,10 @@ def select_peaks(
     peak_first = torch.sort(torch.gather(peak, 1, by_score).to(torch.uint8), dim=1,
                             descending=True, stable=True).indices
     index = torch.gather(by_score, 1, peak_first)[:, :k]
-    return index, torch.gather(peak, 1, index)
+    is_peak = torch.gather(peak, 1, index)
+    if not fill:
+        index = torch.where(is_peak, index, torch.zeros_like(index))
+    return index, is_peak
 
 
 def soft_argmax(scores: torch.Tensor, index: torch.Tensor, window: int, temperature: float) -> torch.Tensor:
@@ -147,6 +151,7 @@ def detect_keypoints(
     strict: bool = False,
     border: int = 0,
     image_size: torch.Tensor | None = None,
+    fill: bool = True,
     return_index: bool = False,
 ) -> tuple[torch.Tensor, ...]:
     """NMS + top-K + local soft-argmax on a single heatmap.
@@ -157,6 +162,7 @@ def detect_keypoints(
         nms_size, window: odd window sizes for NMS and the soft-argmax.
         temperature: soft-argmax temperature (> 0).
         strict, border, image_size: which pixels are peaks (:func:`peak_mask`).
+        fill: slots past the peaks take the best non-peaks (True) or pixel 0 (:func:`select_peaks`).
         return_index: also return each slot's flat pixel index.
 
     Returns:
@@ -166,7 +172,8 @@ def detect_keypoints(
         pixel ``y*W + x`` at the centre of each slot's soft-argmax window).
     """
     with torch.no_grad():
-        index, is_peak = select_peaks(scores, k, nms_size, strict=strict, border=border, image_size=image_size)
+        index, is_peak = select_peaks(scores, k, nms_size, strict=strict, border=border, image_size=image_size,
+                                      fill=fill)
     xy = soft_argmax(scores, index, window, temperature)
     score = sample_descriptors(scores[:, None], xy, padding="border")[..., 0]
     if return_index:

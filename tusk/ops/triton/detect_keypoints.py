@@ -239,27 +239,31 @@ def _peaks(scores: torch.Tensor, nms_size: int, strict: bool, border: int,
     return peak.bool()
 
 
-def _select(scores: torch.Tensor, peak: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-K slots: peaks first, by descending score, ties by lower flat index (stable sorts)."""
+def _select(scores: torch.Tensor, peak: torch.Tensor, k: int, fill: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-K slots: peaks first, by descending score, ties by lower flat index (stable sorts);
+    without ``fill`` the slots past the peaks hold pixel 0."""
     flat = scores.reshape(scores.shape[0], -1)
     by_score = torch.sort(flat, dim=1, descending=True, stable=True).indices
     peak_first = torch.sort(torch.gather(peak, 1, by_score).to(torch.uint8), dim=1, descending=True, stable=True).indices
     index = torch.gather(by_score, 1, peak_first)[:, :k]
-    return index.contiguous(), torch.gather(peak, 1, index)
+    is_peak = torch.gather(peak, 1, index)
+    if not fill:
+        index = torch.where(is_peak, index, torch.zeros_like(index))
+    return index.contiguous(), is_peak
 
 
 @tusk_triton_op("detect_keypoints")
 def detect_keypoints(
     scores: torch.Tensor, k: int, nms_size: int, window: int, temperature: float,
-    strict: bool = False, border: int = 0, image_size: torch.Tensor | None = None,
+    strict: bool = False, border: int = 0, image_size: torch.Tensor | None = None, fill: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``scores [B, H, W]`` -> ``(xy [B, k, 2], score [B, k], is_peak [B, k], index [B, k] int64)``.
 
     ``strict``, ``border`` and ``image_size`` (int64 ``[B, 2]`` valid ``(W, H)``) as in
-    ``reference.peak_mask``."""
+    ``reference.peak_mask``; ``fill`` as in ``reference.select_peaks``."""
     scores = scores.contiguous()
     batch, height, width = scores.shape
-    index, is_peak = _select(scores, _peaks(scores, nms_size, strict, border, image_size), k)
+    index, is_peak = _select(scores, _peaks(scores, nms_size, strict, border, image_size), k, fill)
     xy = scores.new_empty((batch, k, 2))
     score = scores.new_empty((batch, k))
     block_k, block_w = _window_blocks(window)
