@@ -209,14 +209,16 @@ def test_xfeat_model():
     model = KF.XFeat(top_k=60).eval()
     accelerated = tk.accelerate(copy.deepcopy(model))
     assert accelerated._nms is tk.xfeat_nms
-    assert isinstance(accelerated._bilinear, tk.InterpolateSparse2d)
-    assert isinstance(accelerated._nearest, tk.InterpolateSparse2d)
-    assert isinstance(accelerated.interpolator, KorniaInterpolateSparse2d)  # bicubic stays kornia's
+    # The interpolators stay kornia's (faster at XFeat's sizes); tusk's run here by hand too.
+    assert all(isinstance(m, KorniaInterpolateSparse2d) for m in (accelerated._bilinear, accelerated._nearest,
+                                                                   accelerated.interpolator))
+    by_hand = copy.deepcopy(accelerated)
+    by_hand._bilinear, by_hand._nearest = tk.InterpolateSparse2d("bilinear"), tk.InterpolateSparse2d("nearest")
     images = torch.rand(2, 3, 64, 96)
     # Random weights put the keypoint heatmap near 1/65: a threshold below it finds maxima.
-    for top_k in (60, 4096):
+    for top_k, tusk_model in ((60, accelerated), (4096, accelerated), (60, by_hand)):
         expected = model.detectAndCompute(images, top_k=top_k, detection_threshold=0.015)
-        actual = accelerated.detectAndCompute(images, top_k=top_k, detection_threshold=0.015)
+        actual = tusk_model.detectAndCompute(images, top_k=top_k, detection_threshold=0.015)
         for e, a in zip(expected, actual):
             assert len(a["keypoints"]) > 0
             for key in ("keypoints", "scores", "descriptors"):
@@ -250,6 +252,8 @@ def test_accelerate_rejects_what_it_cannot_swap():
         tk.accelerate(torch.nn.Linear(2, 2))
     with pytest.raises(TypeError, match="DKD"):
         tk.accelerate(KorniaDKD())
+    with pytest.raises(TypeError, match="holds no head"):
+        tk.accelerate(KorniaInterpolateSparse2d("bilinear"))
     with pytest.raises(TypeError, match="model"):
         tk.accelerate("ALIKED")
 

@@ -16,12 +16,14 @@ detectors find keypoints as the strict local maxima of a score map, away from it
 the lower flat index ``y*W + x``) and their threshold its ``peak_threshold``.
 
 What tusk does: the dense part whose cost grows with the map (NMS, border and padding masks,
-threshold, top-K). What stays kornia's arithmetic: the work on the N kept keypoints, done with
-kornia's own formulas so that the outputs are bitwise kornia's whenever the kept keypoints are:
-DKD's soft-argmax refinement, score dispersity, bilinear score and local affine frames; DISK's
-descriptor lookup; XFeat's final top-K on the product of heatmap and reliability and its bicubic
-descriptor sampling (:class:`InterpolateSparse2d` runs ``bilinear`` and ``nearest`` on tusk's ops
-and leaves ``bicubic`` to ``grid_sample``). The networks are untouched.
+threshold, top-K or cap). What stays kornia's arithmetic: the work on the N kept keypoints, done
+with kornia's own formulas so that the outputs are bitwise kornia's whenever the kept keypoints
+are: DKD's soft-argmax refinement, score dispersity, bilinear score and local affine frames;
+DISK's descriptor lookup; XFeat's keypoint heatmap, its final top-K on the product of heatmap and
+reliability, and its sparse sampling. :class:`InterpolateSparse2d` is kornia XFeat's sampler with
+``bilinear`` on tusk's ``sample_descriptors`` and ``nearest`` as a gather (``bicubic`` stays
+``grid_sample``); :func:`accelerate` leaves XFeat's samplers alone, because at its sizes kornia's
+are faster on CPU (see :func:`accelerate`). The networks are untouched.
 
 Where kornia leaves an order to ``torch.topk`` / ``torch.sort`` (maxima with exactly equal
 scores at DKD's top-K or cap), tusk takes the lower flat index first.
@@ -40,9 +42,10 @@ __all__ = ["DKD", "InterpolateSparse2d", "accelerate", "heatmap_to_keypoints", "
 
 
 def max_strict_peaks(height: int, width: int, radius: int) -> int:
-    """The most strict local maxima (``radius``) an ``height x width`` map holds ``radius`` px
-    inside its border: two of them are more than ``radius`` apart along x or y, so each
-    ``(radius + 1)``-square block of the interior holds at most one."""
+    """An upper bound on the strict local maxima (windows of ``2 radius + 1``) of a
+    ``height x width`` map lying ``radius`` px or more inside its border: two of them are more
+    than ``radius`` apart along x or y (each would be in the other's window), so every
+    ``(radius + 1)``-square block of that interior holds at most one."""
     rows, cols = max(height - 2 * radius, 0), max(width - 2 * radius, 0)
     return math.ceil(rows / (radius + 1)) * math.ceil(cols / (radius + 1))
 
@@ -241,9 +244,10 @@ def heatmap_to_keypoints(
             det = detect_keypoints(heatmap, _slots(n, height, width, radius), nms_size=window_size, window=1,
                                    strict=True, border=radius, peak_threshold=score_threshold, fill=False,
                                    return_index=True)
-    kept = [det.index[b, det.valid[b]].sort().values for b in range(batch)]  # the best n, in raster order
-    counts = [len(index) for index in kept]
-    index = torch.cat(kept)
+    # The valid slots are each image's first (ranked by score, the threshold on the score): the
+    # best n, put back in raster order.
+    counts = det.valid.sum(dim=1).tolist()
+    index = torch.cat([det.index[b, :count].sort().values for b, count in enumerate(counts)])
     image = torch.repeat_interleave(torch.arange(batch, device=index.device), torch.tensor(counts, device=index.device))
     # One gather for the batch: its backward writes one dense gradient, not one per image.
     values = heatmap.reshape(batch, -1)[image, index].split(counts)
@@ -354,22 +358,22 @@ def accelerate(model: torch.nn.Module) -> torch.nn.Module:
       device and dtype;
     - ``kornia.feature.DISK``: its ``forward`` calls :func:`heatmap_to_keypoints` (the rest of the
       forward is kornia 0.9's);
-    - ``kornia.feature.XFeat``: ``_nms`` -> :func:`xfeat_nms`; its ``bilinear`` and ``nearest``
-      ``InterpolateSparse2d`` -> :class:`InterpolateSparse2d` (the ``bicubic`` descriptor
-      sampler stays).
+    - ``kornia.feature.XFeat``: ``_nms`` -> :func:`xfeat_nms`. Its ``InterpolateSparse2d``
+      modules stay kornia's: at XFeat's sizes (a few thousand points read from single-channel
+      1/1 and 1/8 maps) one ``grid_sample`` call is faster on CPU than tusk's
+      ``sample_descriptors`` with its validation (benchmarks/RESULTS.md, ``xfeat-interpolate``);
+      :class:`InterpolateSparse2d` is there to swap in by hand.
 
     Outputs do not change (see the module docstring). Raises ``TypeError`` if ``model`` holds
     none of these (an already accelerated model is returned as is).
     """
     from kornia.feature import DISK, XFeat
     from kornia.feature.aliked.aliked import DKD as KorniaDKD
-    from kornia.feature.xfeat import InterpolateSparse2d as KorniaInterpolateSparse2d
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(model, (KorniaDKD, KorniaInterpolateSparse2d)):
-        raise TypeError(f"a {type(model).__name__} cannot be replaced in place: build "
-                        f"tusk.integrations.kornia.{type(model).__name__} with its settings instead")
+    if isinstance(model, KorniaDKD):
+        raise TypeError("a DKD cannot be replaced in place: build tusk.integrations.kornia.DKD with its settings instead")
     found = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
@@ -378,10 +382,7 @@ def accelerate(model: torch.nn.Module) -> torch.nn.Module:
                 replacement.temperature = child.temperature
                 setattr(parent, name, replacement.to(child.hw_grid.device, child.hw_grid.dtype))
                 found += 1
-            elif isinstance(child, KorniaInterpolateSparse2d) and child.mode in ("bilinear", "nearest"):
-                setattr(parent, name, InterpolateSparse2d(child.mode, child.align_corners))
-                found += 1
-            elif isinstance(child, (DKD, InterpolateSparse2d)):
+            elif isinstance(child, DKD):
                 found += 1
     for module in model.modules():
         if isinstance(module, DISK):
@@ -391,8 +392,5 @@ def accelerate(model: torch.nn.Module) -> torch.nn.Module:
             module._nms = xfeat_nms
             found += 1
     if found == 0:
-        raise TypeError(
-            f"{type(model).__name__} holds no head tusk replaces (kornia's ALIKED/DKD, DISK, XFeat, "
-            "bilinear or nearest InterpolateSparse2d)"
-        )
+        raise TypeError(f"{type(model).__name__} holds no head tusk replaces (kornia's ALIKED/DKD, DISK, XFeat)")
     return model
