@@ -29,7 +29,8 @@ def peak_mask(
       bottom and right; truncated to integers) or ``(W, H)`` without ``image_size``.
 
     Strict maxima with ``border = nms_size // 2`` are kornia's ``nms2d`` rule (a position whose
-    full window does not fit in the image is never a maximum there).
+    full window does not fit in the image is never a maximum there). The public op's
+    ``peak_threshold`` further requires a valid slot's peak value to exceed it.
     """
     batch, height, width = scores.shape
     radius = nms_size // 2
