@@ -100,7 +100,7 @@ def test_detect(trained, tmp_path, capsys):
     (["train", "--resume", "--out", "{tmp}/nothing"], "no checkpoint in"),
     (["train", "--config", "squares", "--steps", "0"], "--steps must be >= 1"),
     (["train", "--config", "squares", "--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
-    (["train", "--config", "squares", "--data-dir", "{tmp}/absent"], "is not a directory"),
+    (["train", "--config", "squares", "--data-dir", "{tmp}/absent"], "does not exist"),
     (["eval", "{tmp}/nothing"], "is not a run directory"),
     (["eval", "{tmp}"], "no checkpoint at"),
     (["detect", "{tmp}", "x.png", "--out", "{tmp}/o"], "no checkpoint at"),

@@ -51,3 +51,62 @@ def test_defaults_and_errors():
         config_from_dict({"model": 3})
     with pytest.raises(ConfigError, match="train.steps must be >= 1"):
         config_from_dict({"train": {"steps": 0}})
+
+
+#: (YAML text, the key and the complaint the error must name). Each was accepted before and
+#: failed later with a traceback (or trained on nonsense).
+BAD_VALUES = [
+    ("data: {image_size: 0}", "data.image_size must be an integer >= 1, got 0"),
+    ("data: {image_size: -8}", "data.image_size must be an integer >= 1, got -8"),
+    ("data: {train_length: 0}", "data.train_length must be an integer >= 1, got 0"),
+    ("data: {test_length: 0}", "data.test_length must be an integer >= 1, got 0"),
+    ("data: {num_workers: -1}", "data.num_workers must be an integer >= 0, got -1"),
+    ("data: {seed: -1}", "data.seed must be an integer in [0, 2**63), got -1"),
+    ("data: {dataset: mnist}", "data.dataset must be one of mnist_hard, tetrominoes, clevr6, celeba, h36m, squares; "
+                               "got 'mnist'"),
+    ("train: {backend: gpu}", "train.backend must be one of auto, reference, cpp, cuda, triton (or null); got 'gpu'"),
+    ("loss: {sw_projections: 0}", "loss.sw_projections must be an integer >= 1, got 0"),
+    ("loss: {gmm_noise_std: -0.1}", "loss.gmm_noise_std must be a finite number >= 0, got -0.1"),
+    ("loss: {gmm_smoothing: .nan}", "loss.gmm_smoothing must be a finite number >= 0, got nan"),
+    ("loss: {kmeans_temperature: 0}", "loss.kmeans_temperature must be a finite number > 0, got 0.0"),
+    ("loss: {eqv_feature_weight: .inf}", "loss.eqv_feature_weight must be a finite number >= 0, got inf"),
+    ("loss: {tps: {scale: .inf}}", "loss.tps.scale must be a finite number > 0, got inf"),
+    ("loss: {augment: {rot_scale: -1}}", "loss.augment.rot_scale must be a finite number >= 0, got -1.0"),
+    ("loss: {augment: {pad_value: .nan}}", "loss.augment.pad_value must be a finite number, got nan"),
+    ("model: {temperature: .inf}", "model.temperature must be a finite number > 0, got inf"),
+    ("model: {threshold: .nan}", "model.threshold must be a finite number (or null), got nan"),
+    ("train: {lr: 0}", "train.lr must be a finite number > 0, got 0.0"),
+    ("train: {lr: -0.001}", "train.lr must be a finite number > 0, got -0.001"),
+    ("train: {lr: .nan}", "train.lr must be a finite number > 0, got nan"),
+    ("train: {lr: .inf}", "train.lr must be a finite number > 0, got inf"),
+    ("train: {prototype_lr: .nan}", "train.prototype_lr must be a finite number > 0, got nan"),
+    ("train: {prototype_betas: [1.0, 0.999]}", "train.prototype_betas[0] must be a number in [0, 1), got 1.0"),
+    ("train: {prototype_betas: [0.5, -0.1]}", "train.prototype_betas[1] must be a number in [0, 1), got -0.1"),
+    ("train: {prototype_betas: [.nan, 0.9]}", "train.prototype_betas[0] must be a number in [0, 1), got nan"),
+    ("train: {check_ops_tolerance: 0}", "train.check_ops_tolerance must be a finite number > 0, got 0.0"),
+    ("train: {eval_images: 0}", "train.eval_images must be an integer >= 1, got 0"),
+    ("train: {seed: -3}", "train.seed must be an integer in [0, 2**63), got -3"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD_VALUES, ids=[m.split(" ")[0] for _, m in BAD_VALUES])
+def test_bad_values_name_the_file_and_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: {message}"
+
+
+def test_a_float_in_exponent_notation_is_a_float(tmp_path):
+    """YAML 1.1 (PyYAML) reads ``1e-3`` and ``nan`` as strings; they mean numbers."""
+    path = tmp_path / "lr.yaml"
+    path.write_text("train: {lr: 1e-3, prototype_lr: 5E+0}\nmodel: {temperature: 2e-1}\n")
+    config = load_config(path)
+    assert (config.train.lr, config.train.prototype_lr, config.model.temperature) == (1e-3, 5.0, 0.2)
+    path.write_text("train: {lr: nan}\n")
+    with pytest.raises(ConfigError, match="train.lr must be a finite number > 0, got nan"):
+        load_config(path)
+    path.write_text("train: {batch_size: 1e2}\n")
+    with pytest.raises(ConfigError, match="train.batch_size must be int"):
+        load_config(path)

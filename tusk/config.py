@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -20,7 +22,14 @@ from .model.tps import TpsParams
 
 
 class ConfigError(ValueError):
-    """A config file is missing, unreadable or holds bad values."""
+    """A config file is missing, unreadable or holds bad values.
+
+    ``key``: the dotted key at fault (``train.lr``), when one is.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 #: The official code's first, mild warp of every training image (an augmentation applied to
@@ -132,6 +141,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
+        from .config_checks import check_values
+
+        check_values(self)
         try:
             self.model.validate()
             self.loss.tps.validate()
@@ -160,13 +172,13 @@ class Config:
 def _build(cls, values: Any, where: str):
     """Instantiate dataclass ``cls`` from a mapping, recursing into dataclass-typed fields."""
     if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}", key=where or None)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
-                          f"known: {', '.join(sorted(fields))}")
+                          f"known: {', '.join(sorted(fields))}", key=prefix + unknown[0])
     kwargs = {}
     for key, value in values.items():
         nested = _NESTED.get((cls, key))
@@ -176,7 +188,7 @@ def _build(cls, values: Any, where: str):
         elif key == "prototype_betas":
             if not (isinstance(value, (list, tuple)) and len(value) == 2
                     and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-                raise ConfigError(f"{path} must be a pair of numbers, got {value!r}")
+                raise ConfigError(f"{path} must be a pair of numbers, got {value!r}", key=path)
             kwargs[key] = tuple(float(v) for v in value)
         else:
             kwargs[key] = _check_type(value, fields[key].type, path)
@@ -187,6 +199,9 @@ def _build(cls, values: Any, where: str):
 
 
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
+#: Floats PyYAML (YAML 1.1) reads as strings: ``1e-3`` (it wants ``1.0e-3``) and ``nan``/``inf``
+#: (it wants ``.nan``/``.inf``; the value rules then refuse them with a clear message).
+_STRING_FLOAT = re.compile(r"[-+]?((\d+\.?\d*|\.\d+)[eE][-+]?\d+|nan|inf|infinity)", re.IGNORECASE)
 
 
 def _check_type(value: Any, annotation: str, path: str) -> Any:
@@ -195,7 +210,7 @@ def _check_type(value: Any, annotation: str, path: str) -> Any:
     if value is None:
         if "None" in kinds:
             return None
-        raise ConfigError(f"{path} must not be empty (expected {annotation})")
+        raise ConfigError(f"{path} must not be empty (expected {annotation})", key=path)
     for kind in kinds:
         expected = _SCALARS.get(kind)
         if expected is bool and isinstance(value, bool):
@@ -204,9 +219,11 @@ def _check_type(value: Any, annotation: str, path: str) -> Any:
             return value
         if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if expected is float and isinstance(value, str) and _STRING_FLOAT.fullmatch(value.strip()):
+            return float(value)
         if expected is str and isinstance(value, str):
             return value
-    raise ConfigError(f"{path} must be {annotation.replace('None', 'null')}, got {value!r}")
+    raise ConfigError(f"{path} must be {annotation.replace('None', 'null')}, got {value!r}", key=path)
 
 
 _NESTED = {
@@ -232,11 +249,13 @@ def packaged_configs() -> list[str]:
     return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_config(name_or_path: str | os.PathLike) -> Config:
-    """Load a packaged config by name, or a YAML file by path.
+def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> Config:
+    """Load a packaged config by name, or a YAML file by path, then apply ``overrides``
+    (``"train.batch_size=16"``, see :mod:`tusk.config_overrides`) and validate the result.
 
     Raises:
-        ConfigError: no such name/file, invalid YAML, unknown keys or bad values.
+        ConfigError: no such name/file, invalid YAML, unknown keys or bad values; the message
+            starts with the file, or with the override when the bad key is overridden.
     """
     text_name = os.fspath(name_or_path)
     if os.path.isfile(text_name):
@@ -256,10 +275,16 @@ def load_config(name_or_path: str | os.PathLike) -> Config:
         values = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: invalid YAML ({err})") from None
+    if overrides:
+        from .config_overrides import override_values
+
+        values = override_values(values, overrides, source)
     try:
         return config_from_dict(values)
     except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+        from .config_overrides import blame
+
+        raise ConfigError(f"{blame(err, overrides) or source}: {err}", key=err.key) from None
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:

@@ -11,6 +11,7 @@ import torch
 from ..config import ConfigError
 from ..training.check_ops import OpCheckError
 from ..training.checkpoint import CheckpointError
+from ..training.run_lock import RunLockError
 
 
 class UserError(Exception):
@@ -19,7 +20,7 @@ class UserError(Exception):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions reported as one clean line: bad configs, checkpoints, files and data."""
-    errors: list[type[BaseException]] = [UserError, ConfigError, CheckpointError, OpCheckError,
+    errors: list[type[BaseException]] = [UserError, ConfigError, CheckpointError, RunLockError, OpCheckError,
                                          FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError]
     try:
         from ..data.errors import DataFileError

@@ -5,7 +5,8 @@ import argparse
 import json
 import os
 
-from .common import UserError, parse_device, reporting_errors
+from .common import parse_device, reporting_errors
+from .image_files import load_image, output_names
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,29 +15,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "training resolution; keypoints are reported in the original "
                                         "image's pixel coordinates (x, y; pixel centres at integers). "
                                         "Writes <name>.png (keypoints coloured by prototype) and "
-                                        "detections.json into --out.")
+                                        "detections.json into --out; inputs sharing a name get "
+                                        "<name>-2.png, <name>-3.png, ... (the JSON says which). 16-bit "
+                                        "images are scaled by their bit depth.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `tusk train`")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--threshold", type=float, help="mark keypoints scoring below this invalid")
     parser.set_defaults(func=run)
-
-
-def load_image(path: str):
-    """``[3, H, W]`` float32 in [0, 1] from an image file (alpha dropped, grey expanded)."""
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    if not os.path.isfile(path):
-        raise UserError(f"image not found: {path}")
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise UserError(f"{path}: not a readable image ({err})") from None
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
 @reporting_errors
@@ -54,11 +41,12 @@ def run(args: argparse.Namespace) -> int:
         model.config.threshold = args.threshold
     height, width = state.get("image_size") or (config.data.image_size,) * 2
     pictures = [(path, load_image(path)) for path in args.images]  # fail before writing anything
+    names = output_names(args.images)
     os.makedirs(args.out, exist_ok=True)
     colours = prototype_colours(config.model.prototypes)
     results = []
     with torch.no_grad(), ops.use_backend(config.train.backend):
-        for path, image in pictures:
+        for (path, image), name in zip(pictures, names):
             original = tuple(image.shape[-2:])
             resized = F.interpolate(image[None], size=(height, width), mode="bilinear", align_corners=False,
                                     antialias=True).clamp(0, 1).to(device)
@@ -70,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
             labels, valid, scores = out.labels[0].cpu(), out.valid[0].cpu(), out.scores[0].cpu()
             scale = max(1, 320 // max(original))
             picture = draw_keypoints(to_uint8(image), xy.numpy(), labels.numpy(), valid.numpy(), colours, scale)
-            stem = os.path.splitext(os.path.basename(path))[0]
-            save_png(picture, os.path.join(args.out, f"{stem}.png"))
+            save_png(picture, os.path.join(args.out, name))
             results.append({
                 "image": path,
+                "picture": name,
                 "size": list(original),
                 "keypoints": [
                     {"x": float(p[0]), "y": float(p[1]), "score": float(s), "valid": bool(v), "prototype": int(m)}

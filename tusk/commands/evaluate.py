@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "write them to RUN_DIR/eval.json (or --out); the task metrics' "
                                         "figures go to RUN_DIR/eval/.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `tusk train`")
-    parser.add_argument("--data-dir", help="directory holding the dataset files (overrides the stored one)")
+    parser.add_argument("--data-dir", help="directory holding the dataset files, or for mnist_hard an npz of "
+                                           "digits (overrides the stored one)")
     parser.add_argument("--images", type=int, help="number of test images (default: the whole test split)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--out", help="metrics JSON file (default: RUN_DIR/eval.json)")
@@ -38,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(parse_device(args.device))
     config, model, _ = load_run(args.run_dir, device)
     if args.data_dir:
-        config.data.root = args.data_dir
+        from .data_dir import check_data_dir
+
+        config.data.root = check_data_dir(args.data_dir, config.data.dataset)
     test_set = build_dataset(config.data, "test")
     count = len(test_set) if args.images is None else min(args.images, len(test_set))
     with ops.use_backend(config.train.backend):

@@ -27,13 +27,17 @@ import torch
 
 from .. import ops
 from ..config import Config, config_from_dict, save_config
+from ..config_overrides import carry_resumable
 from ..losses import PerceptualLoss, mse_loss
 from ..model import TUSK
 from . import check_ops as op_check
-from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, restore_rng_states, save_checkpoint
+from .checkpoint import (CheckpointError, checkpoint_path, load_checkpoint, remove_stale_temporaries,
+                         restore_rng_states, save_checkpoint)
+from .checkpoint_fields import check_optimizer_fits
 from .data import build_dataset, first_items, training_batches
 from .evaluation import evaluate_run
 from .pairs import make_pairs
+from .run_lock import RunLockError, file_signature, hold_run_lock
 from .seeding import step_generator
 from .step import network_losses, prototype_loss
 from .visualize import prototype_colours, prototype_sheet, run_panel, save_png
@@ -72,9 +76,11 @@ class Trainer:
 
     Args:
         config: the run config (with ``resume`` the checkpoint's config is used instead, except
-            for ``train.steps``, ``train.check_ops``, ``train.device`` and ``data.root``, taken
-            from ``config`` when given).
-        run_dir: output directory (created).
+            for the keys in :data:`tusk.config_overrides.RESUMABLE_KEYS` (``train.steps``,
+            ``train.device``, ``data.root``, bookkeeping), taken from ``config`` when given).
+        run_dir: output directory (created). The trainer holds its lock
+            (:mod:`~tusk.training.run_lock`) while it reads the checkpoint and while it runs, and
+            refuses to run if another trainer wrote the checkpoint since it was created.
         resume: continue from ``run_dir/checkpoint.pt``.
         train_set, test_set: datasets to use instead of building the configured ones.
         progress: show a tqdm progress bar.
@@ -85,15 +91,14 @@ class Trainer:
         self.run_dir = os.fspath(run_dir)
         self.step = 0
         state = None
+        # What run() will find unchanged unless another trainer wrote the run meanwhile (taken
+        # before the checkpoint is read: a write in between then counts as a change).
+        self._seen_checkpoint = file_signature(checkpoint_path(self.run_dir))
         if resume:
-            state = load_checkpoint(checkpoint_path(self.run_dir))
+            with hold_run_lock(self.run_dir):
+                state = load_checkpoint(checkpoint_path(self.run_dir))
             stored = config_from_dict(state["config"])
-            if config is not None:
-                stored.train.steps = config.train.steps
-                stored.train.check_ops = config.train.check_ops
-                stored.train.device = config.train.device
-                stored.data.root = config.data.root
-            config = stored
+            config = stored if config is None else carry_resumable(stored, config)
         if config is None:
             raise ValueError("a config is required unless resuming")
         config.validate()
@@ -128,6 +133,8 @@ class Trainer:
             self.prototype_optimizer.load_state_dict(state["prototype_optimizer"])
         except (RuntimeError, ValueError, KeyError) as err:
             raise CheckpointError(f"{where}: state does not fit the stored config ({err})") from None
+        check_optimizer_fits(self.optimizer, "optimizer", where)
+        check_optimizer_fits(self.prototype_optimizer, "prototype_optimizer", where)
         self.step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
         restore_rng_states(state["rng"])
@@ -140,6 +147,7 @@ class Trainer:
             prototype_optimizer=self.prototype_optimizer.state_dict(),
             image_size=list(self.test_set[0]["image"].shape[-2:]), elapsed=self.elapsed,
         )
+        self._seen_checkpoint = file_signature(checkpoint_path(self.run_dir))
 
     @property
     def writer(self):
@@ -208,7 +216,22 @@ class Trainer:
             tqdm.write(text)
 
     def run(self) -> dict[str, Any]:
-        """Train up to ``train.steps`` steps, save, and return (and write) the end-of-run metrics."""
+        """Train up to ``train.steps`` steps, save, and return (and write) the end-of-run metrics.
+
+        Raises:
+            RunLockError: another trainer holds the run directory, or wrote its checkpoint since
+                this trainer was created.
+        """
+        with hold_run_lock(self.run_dir):
+            where = checkpoint_path(self.run_dir)
+            if file_signature(where) != self._seen_checkpoint:
+                raise RunLockError(f"{where} changed since this trainer was created (another trainer wrote "
+                                   "the run meanwhile); create the Trainer again to continue from it")
+            for stale in remove_stale_temporaries(where):
+                self._message(f"removed {stale}, left by a process killed while saving")
+            return self._train()
+
+    def _train(self) -> dict[str, Any]:
         from tqdm import tqdm
 
         cfg = self.config
