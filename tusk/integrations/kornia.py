@@ -341,8 +341,9 @@ class InterpolateSparse2d(torch.nn.Module):
         if self.mode == "bilinear":
             return sample_descriptors(x, xy, padding="zeros")
         nearest = xy.round().long()  # half to even, as grid_sample's nearbyint
-        inside = (nearest[..., 0] >= 0) & (nearest[..., 0] < width) & (nearest[..., 1] >= 0) & (nearest[..., 1] < height)
-        flat = (nearest[..., 1].clamp(0, height - 1) * width + nearest[..., 0].clamp(0, width - 1))  # [B, N]
+        x, y = nearest[..., 0], nearest[..., 1]
+        inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        flat = y.clamp(0, height - 1) * width + x.clamp(0, width - 1)  # [B, N]
         values = torch.gather(x.flatten(2), 2, flat[:, None].expand(-1, x.shape[1], -1))  # [B, C, N]
         return (values * inside[:, None].to(x.dtype)).transpose(1, 2)
 
@@ -373,7 +374,8 @@ def accelerate(model: torch.nn.Module) -> torch.nn.Module:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, KorniaDKD):
-        raise TypeError("a DKD cannot be replaced in place: build tusk.integrations.kornia.DKD with its settings instead")
+        raise TypeError("a DKD cannot be replaced in place: build tusk.integrations.kornia.DKD with its settings "
+                        "instead")
     found = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
