@@ -341,9 +341,9 @@ class InterpolateSparse2d(torch.nn.Module):
         if self.mode == "bilinear":
             return sample_descriptors(x, xy, padding="zeros")
         nearest = xy.round().long()  # half to even, as grid_sample's nearbyint
-        x, y = nearest[..., 0], nearest[..., 1]
-        inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-        flat = y.clamp(0, height - 1) * width + x.clamp(0, width - 1)  # [B, N]
+        col, row = nearest[..., 0], nearest[..., 1]
+        inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+        flat = row.clamp(0, height - 1) * width + col.clamp(0, width - 1)  # [B, N]
         values = torch.gather(x.flatten(2), 2, flat[:, None].expand(-1, x.shape[1], -1))  # [B, C, N]
         return (values * inside[:, None].to(x.dtype)).transpose(1, 2)
 
