@@ -7,7 +7,9 @@ Usage::
 
 Every benchmark carries ``extra_info`` (op, config, pass_, impl, optional peak_mb, the targets
 of :data:`TARGET_KEYS`, and for throughput benchmarks ``images_per_s``). ``--notes FILE``
-appends a hand-written section (explanations of missed targets) after the tables.
+appends a hand-written section (explanations of missed targets) after the tables; ``--section
+TITLE`` renders everything one heading level down under ``## TITLE``, to append the tables of a
+separate run (e.g. ``bm_kornia.py``) to RESULTS.md.
 Ratios compare implementations measured in the same run: ``x tusk`` is how many times slower
 than tusk's compiled backend an implementation is (so > 1 means tusk is faster).
 """
@@ -137,6 +139,8 @@ def main() -> None:
     parser.add_argument("json", nargs="+", help="pytest-benchmark --benchmark-json files (merged)")
     parser.add_argument("--command", default="pytest benchmarks/ --benchmark-only --benchmark-json=bench.json")
     parser.add_argument("--notes", help="a Markdown file appended after the tables")
+    parser.add_argument("--section", help="render as a section with this title (headings one level down), to "
+                                          "append a separate run's tables to RESULTS.md")
     args = parser.parse_args()
     merged: dict = {"benchmarks": []}
     for path in args.json:
@@ -149,6 +153,10 @@ def main() -> None:
     if args.notes:
         with open(args.notes) as handle:
             text += "\n" + handle.read()
+    if args.section:
+        lines = ["#" + line if line.startswith("#") else line for line in text.splitlines()]
+        lines[0] = f"## {args.section}"
+        text = "\n".join(lines) + "\n"
     print(text, end="")
 
 

@@ -9,8 +9,12 @@ namespace tusk {
 
 inline void define_schemas(torch::Library& m) {
   // 1. detect_keypoints: scores [B,H,W] -> xy [B,K,2], score [B,K], is_peak [B,K] bool,
-  //    index [B,K] int64 (flat pixel of each slot; saved for backward).
-  m.def("detect_keypoints(Tensor scores, int k, int nms_size, int window, float temperature)"
+  //    index [B,K] int64 (flat pixel of each slot; saved for backward). strict, border and
+  //    image_size ([B,2] int64 valid (W, H) per image, on the scores' device) narrow which
+  //    pixels are peaks (reference.peak_mask); fill=False puts pixel 0 in the slots past the
+  //    peaks instead of the best non-peaks. The defaults change nothing.
+  m.def("detect_keypoints(Tensor scores, int k, int nms_size, int window, float temperature,"
+        " bool strict=False, int border=0, Tensor? image_size=None, bool fill=True)"
         " -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("detect_keypoints_backward(Tensor grad_xy, Tensor grad_score, Tensor scores, Tensor xy,"
         " Tensor index, int window, float temperature) -> Tensor");

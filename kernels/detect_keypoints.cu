@@ -7,10 +7,11 @@
 //  1. nms_rowmax      separable max filter, horizontal half: row maxima over the clipped
 //                     window, one thread per pixel (coalesced; the 2r+1 reads hit L1).
 //  2. peak            vertical half: one block per tile of up to 2048 consecutive pixels writes
-//                     the peak flags and the tile's peak count.
-//  3. tile_topk       one block per tile: when the image has >= K peaks (the usual case) only
-//                     peaks can be selected, so the tile gathers just its peaks (~1/nms^2 of its
-//                     pixels), else all its pixels; their (peak, score, index) keys (tusk/topk.h)
+//                     the peak flags (with the strict / border / valid-size options) and the
+//                     tile's peak count.
+//  3. tile_topk       one block per tile: when the image has >= K peaks (the usual case), or
+//                     without fill, only peaks can be selected, so the tile gathers just its
+//                     peaks (~1/nms^2 of its pixels), else all its pixels; their (peak, score, index) keys (tusk/topk.h)
 //                     are bitonic-sorted in shared memory and the best min(K, tile) kept.
 //  4. merge_round     ceil(log2(tiles)) merge-path rounds pair up neighbouring candidate lists,
 //                     keeping the best min(K, 2L) of each pair, until one list of K per image;
@@ -29,6 +30,7 @@
 #include "sorting.cuh"
 #include "tusk/bilinear.h"
 #include "tusk/cuda/detect_keypoints.h"
+#include "tusk/peak_rule.h"
 #include "tusk/softargmax.h"
 #include "tusk/topk.h"
 
@@ -51,12 +53,18 @@ __global__ void nms_rowmax_kernel(const scalar_t* __restrict__ scores, acc_t<sca
 }
 
 // ---- 2. vertical max: peak flags and peak counts per tile ----------------------------------------
+// The peak rule's options (tusk/peak_rule.h, reference.peak_mask): a peak must lie in its image's
+// PeakRegion, and with `strict` be greater than every other pixel of its clipped window: the
+// maximum over the other rows comes from the row maxima, that over the other pixels of its own
+// row is read directly (2r more loads, only for the candidates that equal the window maximum).
 // Launched with up to 1024 threads (SortPlan::threads): the bound keeps registers <= 64.
 template <typename scalar_t>
 __global__ void __launch_bounds__(1024) peak_kernel(const scalar_t* __restrict__ scores,
                                                     const acc_t<scalar_t>* __restrict__ rowmax,
                                                     int64_t batch, int64_t height, int64_t width,
-                                                    int64_t radius, SortPlan plan,
+                                                    int64_t radius, bool strict, int64_t border,
+                                                    const int64_t* __restrict__ image_size,
+                                                    SortPlan plan,
                                                     uint8_t* __restrict__ is_peak,
                                                     int64_t* __restrict__ tile_peaks) {
   __shared__ int64_t scratch[kWarp];
@@ -64,6 +72,8 @@ __global__ void __launch_bounds__(1024) peak_kernel(const scalar_t* __restrict__
   for (int64_t block = blockIdx.x; block < batch * plan.tiles; block += gridDim.x) {
     const int64_t b = block / plan.tiles, tile = block % plan.tiles;
     const acc_t<scalar_t>* rm = rowmax + b * pixels;
+    const scalar_t* s = scores + b * pixels;
+    const PeakRegion region = peak_region(border, image_size, b, height, width);
     int64_t count = 0;
     for (int64_t i = threadIdx.x; i < plan.tile; i += blockDim.x) {
       const int64_t p = tile * plan.tile + i;
@@ -73,7 +83,25 @@ __global__ void __launch_bounds__(1024) peak_kernel(const scalar_t* __restrict__
       const int64_t hi = min_value<int64_t>(y + radius, height - 1);
       acc_t<scalar_t> pooled = rm[p];
       for (int64_t yi = lo; yi <= hi; ++yi) pooled = max_propagate_nan(pooled, rm[yi * width + x]);
-      const bool peak = load(scores + b * pixels + p) == pooled;  // NaN: never a peak
+      const acc_t<scalar_t> value = load(s + p);
+      bool peak = value == pooled && region.contains(x, y);  // NaN: never a peak
+      if (strict && peak) {
+        acc_t<scalar_t> others = -INFINITY;
+        bool any = false;
+        for (int64_t yi = lo; yi <= hi; ++yi) {
+          if (yi == y) continue;
+          others = max_propagate_nan(others, rm[yi * width + x]);
+          any = true;
+        }
+        const int64_t x0 = max_value<int64_t>(x - radius, 0);
+        const int64_t x1 = min_value<int64_t>(x + radius, width - 1);
+        for (int64_t xi = x0; xi <= x1; ++xi) {
+          if (xi == x) continue;
+          others = max_propagate_nan(others, load(s + y * width + xi));
+          any = true;
+        }
+        peak = !any || value > others;  // alone in its window: a peak (not NaN, checked above)
+      }
       is_peak[b * pixels + p] = peak ? 1 : 0;
       count += peak ? 1 : 0;
     }
@@ -91,7 +119,7 @@ __global__ void __launch_bounds__(1024) tile_topk_kernel(const scalar_t* __restr
                                                          const uint8_t* __restrict__ is_peak,
                                                          const int64_t* __restrict__ tile_peaks,
                                                          int64_t batch, int64_t pixels, int64_t k,
-                                                         SortPlan plan,
+                                                         bool fill, SortPlan plan,
                                                          TopKey* __restrict__ candidates,
                                                          int64_t* __restrict__ valid) {
   extern __shared__ unsigned char smem_raw[];
@@ -103,7 +131,7 @@ __global__ void __launch_bounds__(1024) tile_topk_kernel(const scalar_t* __restr
     const int64_t b = block / plan.tiles, tile = block % plan.tiles;
     int64_t peaks = 0;
     for (int64_t t = threadIdx.x; t < plan.tiles; t += blockDim.x) peaks += tile_peaks[b * plan.tiles + t];
-    const bool peaks_only = block_sum(peaks, scratch) >= k;  // block-uniform
+    const bool peaks_only = !fill || block_sum(peaks, scratch) >= k;  // block-uniform
     if (threadIdx.x == 0) selected = 0;
     __syncthreads();
     for (int64_t i = threadIdx.x; i < plan.tile; i += blockDim.x) {
@@ -164,18 +192,22 @@ __device__ WindowStats<acc_t<scalar_t>> window_stats(const scalar_t* __restrict_
   return st;
 }
 
+// `selected_count` (per image, the final merge list's valid count) is non-null without fill:
+// slots past it hold no candidate (the lists held peaks only) and take pixel 0, not a peak.
 template <typename scalar_t>
 __global__ void refine_kernel(const scalar_t* __restrict__ scores,
-                              const TopKey* __restrict__ selected, int64_t stride, int64_t batch,
-                              int64_t height, int64_t width, int64_t k, int64_t window,
-                              acc_t<scalar_t> inv_temperature, scalar_t* __restrict__ xy,
-                              scalar_t* __restrict__ score, bool* __restrict__ is_peak,
-                              int64_t* __restrict__ index) {
+                              const TopKey* __restrict__ selected,
+                              const int64_t* __restrict__ selected_count, int64_t stride,
+                              int64_t batch, int64_t height, int64_t width, int64_t k,
+                              int64_t window, acc_t<scalar_t> inv_temperature,
+                              scalar_t* __restrict__ xy, scalar_t* __restrict__ score,
+                              bool* __restrict__ is_peak, int64_t* __restrict__ index) {
   using acc = acc_t<scalar_t>;
   const int lane = threadIdx.x % kWarp;
   for (int64_t slot = global_warp(); slot < batch * k; slot += global_warps()) {
     const int64_t b = slot / k, j = slot % k;
-    const TopKey key = selected[b * stride + j];
+    const bool empty = selected_count != nullptr && j >= selected_count[b];  // warp-uniform
+    const TopKey key = empty ? make_topkey(0.0, false, 0) : selected[b * stride + j];
     const int64_t centre = topkey_index(key);
     const scalar_t* s = scores + b * height * width;
     const WindowStats<acc> st = window_stats(s, centre, window, height, width, inv_temperature);
@@ -354,11 +386,13 @@ extern "C" size_t tusk_detect_keypoints_workspace_bytes(tusk_dtype dtype, int64_
 extern "C" cudaError_t tusk_detect_keypoints_forward(tusk_dtype dtype, const void* scores,
                                                      int64_t batch, int64_t height, int64_t width,
                                                      int64_t k, int64_t nms_size, int64_t window,
-                                                     double temperature, void* xy, void* score,
+                                                     double temperature, int strict,
+                                                     int64_t border, const int64_t* image_size,
+                                                     int fill, void* xy, void* score,
                                                      bool* is_peak, int64_t* index,
                                                      void* workspace, cudaStream_t stream) {
   if (!forward_args_ok(batch, height, width, k) || nms_size < 1 || window < 1 ||
-      !(temperature > 0)) {
+      !(temperature > 0) || border < 0) {
     return cudaErrorInvalidValue;
   }
   if (batch == 0) return cudaSuccess;
@@ -377,14 +411,17 @@ extern "C" cudaError_t tusk_detect_keypoints_forward(tusk_dtype dtype, const voi
     const unsigned blocks = static_cast<unsigned>(min_value<int64_t>(batch * plan.tiles, kMaxBlocks));
     const unsigned threads = static_cast<unsigned>(plan.threads);
     peak_kernel<scalar_t><<<blocks, threads, 0, stream>>>(s, rowmax, batch, height, width, radius,
-                                                         plan, ws.is_peak, ws.tile_peaks);
+                                                         strict != 0, border, image_size, plan,
+                                                         ws.is_peak, ws.tile_peaks);
     tile_topk_kernel<scalar_t><<<blocks, threads, plan.tile * sizeof(TopKey), stream>>>(
-        s, ws.is_peak, ws.tile_peaks, batch, pixels, k, plan, ws.keys[0], ws.valid[0]);
+        s, ws.is_peak, ws.tile_peaks, batch, pixels, k, fill != 0, plan, ws.keys[0], ws.valid[0]);
     TopKey* buffers[2] = {ws.keys[0], ws.keys[1]};
     int64_t* valid[2] = {ws.valid[0], ws.valid[1]};
     const TopKey* selected = run_merge_rounds(plan, buffers, valid, TopKeyBefore(), stream);
+    // The last round's single list per image (or the only tile's) and its valid count.
+    const int64_t* selected_count = fill != 0 ? nullptr : valid[plan.rounds % 2];
     refine_kernel<scalar_t><<<blocks_for(batch * k * kWarp), kThreads, 0, stream>>>(
-        s, selected, plan.stride, batch, height, width, k, window,
+        s, selected, selected_count, plan.stride, batch, height, width, k, window,
         static_cast<acc>(1.0 / temperature), static_cast<scalar_t*>(xy),
         static_cast<scalar_t*>(score), is_peak, index);
   });

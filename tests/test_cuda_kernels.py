@@ -107,6 +107,40 @@ def test_detect_keypoints(gpu, dtype):
         assert_close(actual, expected, scale=4.0 if dtype == torch.float32 else 1.0, msg=f"grad {(b, h, w, k)}")
 
 
+#: (b, h, w, k, nms_size, window, strict, border, image_size or None, fill): the peak options.
+DETECT_OPTION_CASES = [
+    (2, 11, 13, 6, 5, 5, True, 2, None, True),  # kornia's nms2d rule
+    (3, 9, 10, 5, 3, 5, False, 1, [[7, 9], [10, 4], [2, 20]], True),  # the last image keeps no pixel
+    (2, 12, 9, 40, 3, 3, True, 0, [[8, 12], [-4, 99]], True),  # fewer peaks than K
+    (1, 1, 1, 1, 3, 3, True, 0, None, True),  # alone in its window: a strict peak
+    (1, 50, 101, 300, 5, 3, True, 2, [[90, 41]], True),  # three sort tiles
+    (2, 40, 60, 900, 3, 1, True, 1, None, False),  # fill=False: pixel 0 past the peaks; two tiles
+    (2, 12, 9, 100, 3, 3, False, 0, [[8, 12], [0, 5]], False),  # one tile, an image with no peak
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_detect_keypoints_peak_options(gpu, dtype):
+    for i, (b, h, w, k, nms, window, strict, border, sizes, fill) in enumerate(DETECT_OPTION_CASES):
+        values = torch.rand(b, h, w, device=gpu.device)
+        if i % 2:
+            values = (values * 8).floor() / 8  # ties, which strict maxima exclude
+        scores, ref_scores = leaf(values, dtype)
+        image_size = None if sizes is None else torch.tensor(sizes, device=gpu.device)
+        with gpu.no_sync():
+            xy, score, is_peak, index = gpu.ops.detect_keypoints(scores, k, nms, window, 0.2, strict, border, image_size,
+                                                                 fill)
+        expected_index, expected_peak = select_peaks(ref_scores.detach(), k, nms, strict=strict, border=border,
+                                                     image_size=image_size, fill=fill)
+        case = (b, h, w, k, strict, border, sizes, fill)
+        assert torch.equal(index, expected_index) and torch.equal(is_peak, expected_peak), case
+        ref_xy, ref_score, _ = reference.detect_keypoints(ref_scores, k, nms_size=nms, window=window, temperature=0.2,
+                                                          strict=strict, border=border, image_size=image_size,
+                                                          fill=fill)
+        assert_close(xy, ref_xy, msg=f"xy {case}")
+        assert_close(score, ref_score, msg=f"score {case}")
+
+
 def test_detect_keypoints_superpoint_scale_and_ties(gpu):
     scores = torch.rand(8, 480, 640, device=gpu.device)
     scores[:, :, ::7] = 0.5  # ties across tiles

@@ -96,6 +96,13 @@ def detect_cases(g):
         Case("3x6x11-k1-nms5", {"scores": _uniform(g, 3, 6, 11)}, ("scores",), {"k": 1, "nms_size": 5, "window": 3}),
         Case("1x8x8-ties-k10", {"scores": ties}, ("scores",), {"k": 10, "temperature": 0.5}),
         Case("2x5x3-window1", {"scores": _uniform(g, 2, 5, 3)}, ("scores",), {"k": 4, "nms_size": 1, "window": 1}),
+        Case("1x8x8-ties-strict-border1", {"scores": ties}, ("scores",),
+             {"k": 6, "strict": True, "border": 1, "temperature": 0.5}),
+        Case("2x7x9-strict-nms5-sizes-threshold", {"scores": _uniform(g, 2, 7, 9)}, ("scores",),
+             {"k": 3, "nms_size": 5, "strict": True, "border": 2, "image_size": torch.tensor([[9, 6], [7, 7]]),
+              "peak_threshold": 0.3}),
+        Case("2x6x7-fill-false", {"scores": _uniform(g, 2, 6, 7)}, ("scores",),
+             {"k": 20, "nms_size": 3, "strict": True, "fill": False}),
     ]
 
 

@@ -127,6 +127,9 @@ def _cases(dtype):
         scores = rand(b, h, w)
         cases.append((f"detect_keypoints {h}x{w} window={window}", lambda s=scores, kk=k, n=nms, win=window: (
             ops.detect_keypoints(s, kk, n, win, 0.2),
+            # the peak options: strict maxima, a border, per-image sizes (other kernel specialisations)
+            ops.detect_keypoints(s, kk, n, win, 0.2, True, 1, torch.tensor([[s.shape[2], s.shape[1]]] * s.shape[0]),
+                                 False),
             ops.detect_keypoints_backward(rand(s.shape[0], kk, 2), rand(s.shape[0], kk), s, rand(s.shape[0], kk, 2),
                                           torch.zeros(s.shape[0], kk, dtype=torch.int64), win, 0.2))))
     sizes = ((2, 7, 3, 5), (1, 1, 1, 1)) + (() if QUICK else ((1, 1024, 8, 64),))  # 1024: ~1 min to compile

@@ -17,13 +17,26 @@ void check_windows(int64_t nms_size, int64_t window, double temperature) {
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> detect_keypoints_cuda(
-    const at::Tensor& scores_in, int64_t k, int64_t nms_size, int64_t window, double temperature) {
+    const at::Tensor& scores_in, int64_t k, int64_t nms_size, int64_t window, double temperature,
+    bool strict, int64_t border, const std::optional<at::Tensor>& image_size_in, bool fill) {
   check_input(scores_in, "scores", 3);
   const int64_t batch = scores_in.size(0), height = scores_in.size(1), width = scores_in.size(2);
   TORCH_CHECK(height >= 1 && width >= 1, "scores must have H, W >= 1, got ", scores_in.sizes());
   TORCH_CHECK(k >= 1 && k <= height * width, "k must be in [1, H*W] = [1, ", height * width,
               "], got ", k);
   check_windows(nms_size, window, temperature);
+  TORCH_CHECK(border >= 0, "border must be >= 0, got ", border);
+  at::Tensor image_size;
+  if (image_size_in.has_value() && image_size_in->defined()) {
+    check_cuda(*image_size_in, "image_size");
+    check_same_device(scores_in, *image_size_in, "scores", "image_size");
+    TORCH_CHECK(image_size_in->scalar_type() == at::kLong, "image_size must be int64, got ",
+                image_size_in->scalar_type());
+    TORCH_CHECK(image_size_in->dim() == 2 && image_size_in->size(0) == batch &&
+                    image_size_in->size(1) == 2,
+                "image_size must be [B, 2] with B = ", batch, ", got ", image_size_in->sizes());
+    image_size = image_size_in->contiguous();
+  }
   const DeviceGuard guard(scores_in.device());
   const at::Tensor scores = scores_in.contiguous();
   const tusk_dtype dtype = dtype_tag(scores, "scores");
@@ -36,6 +49,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> detect_keypoints_cuda
       workspace(tusk_detect_keypoints_workspace_bytes(dtype, batch, height, width, k), scores);
   TUSK_CUDA_CHECK(tusk_detect_keypoints_forward(
       dtype, scores.data_ptr(), batch, height, width, k, nms_size, window, temperature,
+      strict ? 1 : 0, border, image_size.defined() ? image_size.data_ptr<int64_t>() : nullptr,
+      fill ? 1 : 0,
       xy.data_ptr(), score.data_ptr(), is_peak.data_ptr<bool>(), index.data_ptr<int64_t>(),
       scratch.data_ptr(), current_stream()));
   return {xy, score, is_peak, index};

@@ -13,7 +13,7 @@ from ._backend import available_backends, describe, use_backend
 from .alpha_composite import alpha_composite
 from .coords import from_normalized, to_normalized
 from .cpu_cache import cpu_cache_info, empty_cpu_cache
-from .detect_keypoints import Detections, detect_keypoints
+from .detect_keypoints import Detections, IndexedDetections, detect_keypoints
 from .gmm_prototype_samples import gmm_prototype_samples
 from .sample_descriptors import sample_descriptors
 from .sliced_wasserstein import sliced_wasserstein
@@ -21,6 +21,7 @@ from .splat_gaussians import splat_gaussians
 
 __all__ = [
     "Detections",
+    "IndexedDetections",
     "alpha_composite",
     "available_backends",
     "cpu_cache_info",

@@ -6,7 +6,9 @@ Kernels:
   the ``nms_size`` columns of each row, clipped at the border) then ``_peak_kernel`` (max of those
   over the ``nms_size`` rows, and ``peak = score == max``): ``2 * nms_size`` loads per pixel
   instead of ``nms_size^2``. NaN propagates through the max (a NaN is never a peak, nor are its
-  neighbours), as ``max_pool2d``.
+  neighbours), as ``max_pool2d``. The peak options (``strict``, ``border``, ``image_size``) are
+  applied in ``_peak_kernel``: a strict peak also beats the other rows' maxima and the other
+  pixels of its own row (``2 * nms_size`` more loads per pixel).
 - Selection is **torch inside the triton_op**: the contract's order (peaks first, then descending
   score, ties by lower flat index ``y*W + x``) is exactly two stable sorts (``torch.sort(stable=True)``
   by score, then by peak flag) — a device-wide stable sort that Triton does not provide; a
@@ -52,11 +54,12 @@ def _row_max_kernel(scores_ptr, row_max_ptr, total, width, radius, F64: tl.const
 
 
 @triton.jit
-def _peak_kernel(scores_ptr, row_max_ptr, peak_ptr, total, height, width, radius, F64: tl.constexpr,
-                 BLOCK: tl.constexpr):
+def _peak_kernel(scores_ptr, row_max_ptr, size_ptr, peak_ptr, total, height, width, radius, border,
+                 F64: tl.constexpr, STRICT: tl.constexpr, HAS_SIZE: tl.constexpr, BLOCK: tl.constexpr):
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = i < total
+    x = i % width
     y = (i // width) % height
     best = tl.full((BLOCK,), float("-inf"), ACC)
     for dy in range(-radius, radius + 1):
@@ -64,7 +67,29 @@ def _peak_kernel(scores_ptr, row_max_ptr, peak_ptr, total, height, width, radius
         value = tl.load(row_max_ptr + i + dy * width, mask=ok, other=float("-inf"))
         best = tl.maximum(best, value, propagate_nan=tl.PropagateNan.ALL)
     score = tl.load(scores_ptr + i, mask=mask, other=0.0).to(ACC)
-    tl.store(peak_ptr + i, (score == best).to(tl.uint8), mask=mask)
+    peak = score == best
+    # The peak region (tusk/peak_rule.h): [border, min(W, w_b) - border) x the same along y.
+    x_end = width
+    y_end = height
+    if HAS_SIZE:
+        image = i // (height * width)
+        x_end = tl.minimum(tl.maximum(tl.load(size_ptr + 2 * image, mask=mask, other=0), 0), width)
+        y_end = tl.minimum(tl.maximum(tl.load(size_ptr + 2 * image + 1, mask=mask, other=0), 0), height)
+    peak = peak & (x >= border) & (x < x_end - border) & (y >= border) & (y < y_end - border)
+    if STRICT:
+        # Greater than every other pixel of the clipped window: the other rows' maxima, then the
+        # other pixels of its own row (the caller passes STRICT only when a window has them).
+        others = tl.full((BLOCK,), float("-inf"), ACC)
+        for dy in range(-radius, radius + 1):
+            ok = mask & (dy != 0) & (y + dy >= 0) & (y + dy < height)
+            value = tl.load(row_max_ptr + i + dy * width, mask=ok, other=float("-inf"))
+            others = tl.maximum(others, value, propagate_nan=tl.PropagateNan.ALL)
+        for dx in range(-radius, radius + 1):
+            ok = mask & (dx != 0) & (x + dx >= 0) & (x + dx < width)
+            value = tl.load(scores_ptr + i + dx, mask=ok, other=float("-inf")).to(ACC)
+            others = tl.maximum(others, value, propagate_nan=tl.PropagateNan.ALL)
+        peak = peak & (score > others)
+    tl.store(peak_ptr + i, peak.to(tl.uint8), mask=mask)
 
 
 @triton.jit
@@ -193,36 +218,52 @@ def _window_blocks(window: int) -> tuple[int, int]:
     return max(1, min(64, 2048 // block_w)), block_w
 
 
-def _peaks(scores: torch.Tensor, nms_size: int) -> torch.Tensor:
-    """``[B, H*W]`` bool NMS mask (two Triton passes)."""
+def _peaks(scores: torch.Tensor, nms_size: int, strict: bool, border: int,
+           image_size: torch.Tensor | None) -> torch.Tensor:
+    """``[B, H*W]`` bool peak mask (two Triton passes; reference.peak_mask)."""
     batch, height, width = scores.shape
     total = scores.numel()
     row_max = torch.empty(scores.shape, dtype=acc_dtype(scores.dtype), device=scores.device)
     peak = torch.empty((batch, height * width), dtype=torch.uint8, device=scores.device)
     grid = (triton.cdiv(total, PIXEL_BLOCK),)
     f64 = is_f64(scores)
-    launch(_row_max_kernel, grid, scores, row_max, total, width, nms_size // 2, F64=f64, BLOCK=PIXEL_BLOCK)
-    launch(_peak_kernel, grid, scores, row_max, peak, total, height, width, nms_size // 2, F64=f64, BLOCK=PIXEL_BLOCK)
+    radius = min(nms_size // 2, max(height, width))  # wider windows add no pixel
+    border = min(border, max(height, width))  # beyond the map: no peak either way
+    # A pixel alone in its clipped window (radius 0, 1 x 1 map) is a strict maximum unless NaN,
+    # which `score == best` already excludes.
+    has_others = radius > 0 and height * width > 1
+    sizes = image_size.contiguous() if image_size is not None else peak  # a placeholder pointer
+    launch(_row_max_kernel, grid, scores, row_max, total, width, radius, F64=f64, BLOCK=PIXEL_BLOCK)
+    launch(_peak_kernel, grid, scores, row_max, sizes, peak, total, height, width, radius, border,
+           F64=f64, STRICT=strict and has_others, HAS_SIZE=image_size is not None, BLOCK=PIXEL_BLOCK)
     return peak.bool()
 
 
-def _select(scores: torch.Tensor, peak: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-K slots: peaks first, by descending score, ties by lower flat index (stable sorts)."""
+def _select(scores: torch.Tensor, peak: torch.Tensor, k: int, fill: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-K slots: peaks first, by descending score, ties by lower flat index (stable sorts);
+    without ``fill`` the slots past the peaks hold pixel 0."""
     flat = scores.reshape(scores.shape[0], -1)
     by_score = torch.sort(flat, dim=1, descending=True, stable=True).indices
     peak_first = torch.sort(torch.gather(peak, 1, by_score).to(torch.uint8), dim=1, descending=True, stable=True).indices
     index = torch.gather(by_score, 1, peak_first)[:, :k]
-    return index.contiguous(), torch.gather(peak, 1, index)
+    is_peak = torch.gather(peak, 1, index)
+    if not fill:
+        index = torch.where(is_peak, index, torch.zeros_like(index))
+    return index.contiguous(), is_peak
 
 
 @tusk_triton_op("detect_keypoints")
 def detect_keypoints(
-    scores: torch.Tensor, k: int, nms_size: int, window: int, temperature: float
+    scores: torch.Tensor, k: int, nms_size: int, window: int, temperature: float,
+    strict: bool = False, border: int = 0, image_size: torch.Tensor | None = None, fill: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``scores [B, H, W]`` -> ``(xy [B, k, 2], score [B, k], is_peak [B, k], index [B, k] int64)``."""
+    """``scores [B, H, W]`` -> ``(xy [B, k, 2], score [B, k], is_peak [B, k], index [B, k] int64)``.
+
+    ``strict``, ``border`` and ``image_size`` (int64 ``[B, 2]`` valid ``(W, H)``) as in
+    ``reference.peak_mask``; ``fill`` as in ``reference.select_peaks``."""
     scores = scores.contiguous()
     batch, height, width = scores.shape
-    index, is_peak = _select(scores, _peaks(scores, nms_size), k)
+    index, is_peak = _select(scores, _peaks(scores, nms_size, strict, border, image_size), k, fill)
     xy = scores.new_empty((batch, k, 2))
     score = scores.new_empty((batch, k))
     block_k, block_w = _window_blocks(window)
@@ -256,17 +297,18 @@ def detect_keypoints_backward(
 
 
 def _setup_context(ctx, inputs, output):
-    scores, k, nms_size, window, temperature = inputs
+    scores, k, nms_size, window, temperature = inputs[:5]
     xy, score, is_peak, index = output
     ctx.save_for_backward(scores, xy, index)
     ctx.window, ctx.temperature = window, temperature
+    ctx.num_inputs = len(inputs)
     ctx.mark_non_differentiable(is_peak, index)
 
 
 def _backward(ctx, grad_xy, grad_score, grad_is_peak, grad_index):
     scores, xy, index = ctx.saved_tensors
     grad = detect_keypoints_backward(grad_xy, grad_score, scores, xy, index, ctx.window, ctx.temperature)
-    return grad, None, None, None, None
+    return (grad,) + (None,) * (ctx.num_inputs - 1)
 
 
 detect_keypoints.register_autograd(_backward, setup_context=_setup_context)

@@ -12,10 +12,15 @@ size_t tusk_detect_keypoints_workspace_bytes(tusk_dtype dtype, int64_t batch, in
                                              int64_t width, int64_t k);
 
 // scores [B,H,W] (dtype) -> xy [B,K,2] (dtype), score [B,K] (dtype), is_peak [B,K] (bool),
-// index [B,K] (int64 flat pixel). Requires 1 <= k <= H*W, odd nms_size and window, temperature > 0.
+// index [B,K] (int64 flat pixel). Requires 1 <= k <= H*W, odd nms_size and window, temperature > 0,
+// border >= 0. strict != 0 keeps strict maxima only; image_size (device, int64 [B,2] valid (W, H)
+// per image, or NULL) and border bound where peaks lie (tusk/peak_rule.h). fill == 0 puts pixel 0
+// in the slots past an image's peaks instead of its best non-peaks.
 cudaError_t tusk_detect_keypoints_forward(tusk_dtype dtype, const void* scores, int64_t batch,
                                           int64_t height, int64_t width, int64_t k,
                                           int64_t nms_size, int64_t window, double temperature,
+                                          int strict, int64_t border, const int64_t* image_size,
+                                          int fill,
                                           void* xy, void* score, bool* is_peak, int64_t* index,
                                           void* workspace, cudaStream_t stream);
 
